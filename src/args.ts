@@ -1,0 +1,381 @@
+/**
+ * The command line of `DataFileDownloadDirectory`, parsed as Python's argparse parses the
+ * reference's: options in any order, `--opt value` or `--opt=value`, unambiguous prefixes of
+ * long options, usage errors that print the usage line and exit with status 2.
+ *
+ * @module
+ */
+import { compilePythonRegex } from "./python_regex.ts";
+
+/** The program's name, as users type it. */
+export const PROGRAM = "DataFileDownloadDirectory";
+
+/** A command-line mistake: the CLI prints usage and this message, then exits with status 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Log thresholds, as numbers (Python logging levels). */
+export const LEVELS: Readonly<Record<string, number>> = {
+  notset: 0,
+  debug: 10,
+  info: 20,
+  warning: 30,
+  error: 40,
+  critical: 50,
+};
+
+/** Parsed and validated command-line options. */
+export interface CliOptions {
+  outputDir: string;
+  config: string;
+  topicName: string;
+  consumerTopicName: string;
+  /** `undefined` when the flag is absent (the config's `group.id`, or a fresh id, is used). */
+  consumerGroupId: string | undefined;
+  nThreads: number;
+  downloadRegex: RegExp | undefined;
+  updateSeconds: number;
+  loggerStreamLevel: number;
+  loggerFileLevel: number;
+  loggerFilePath: string | undefined;
+  treatUndecryptableAsPlaintext: boolean;
+  maxWaitPerDecrypt: number;
+  maxInitialWaitPerDecrypt: number;
+  heartbeatTopicName: string | undefined;
+  heartbeatProgramId: string | undefined;
+  heartbeatIntervalSecs: number;
+  logTopicName: string | undefined;
+  logProgramId: string | undefined;
+  logIntervalSecs: number;
+}
+
+type Kind = "string" | "positive_int" | "int" | "level" | "nonneg_float" | "regex" | "flag";
+
+interface OptionSpec {
+  flag: string;
+  key: Exclude<keyof CliOptions, "outputDir">;
+  kind: Kind;
+  default?: string;
+  metavar?: string;
+  help: string;
+}
+
+const OPTIONS: readonly OptionSpec[] = [
+  {
+    flag: "--config",
+    key: "config",
+    kind: "string",
+    default: "test",
+    help:
+      "Name of a built-in config file (local_broker_test, test, prod), or path to a config file",
+  },
+  {
+    flag: "--topic_name",
+    key: "topicName",
+    kind: "string",
+    default: "test",
+    help: "Name of the topic to consume from",
+  },
+  {
+    flag: "--consumer_topic_name",
+    key: "consumerTopicName",
+    kind: "string",
+    default: "test",
+    help: 'Name of the topic to consume from; wins over --topic_name when it is not "test"',
+  },
+  {
+    flag: "--producer_topic_name",
+    key: "topicName",
+    kind: "string",
+    default: "test",
+    help: "Accepted for compatibility and ignored",
+  },
+  {
+    flag: "--consumer_group_id",
+    key: "consumerGroupId",
+    kind: "string",
+    default: "create_new",
+    help:
+      'ID of the consumer group; "create_new" makes a fresh one. When absent, the config\'s group.id is used if it has one',
+  },
+  {
+    flag: "--n_threads",
+    key: "nThreads",
+    kind: "positive_int",
+    default: "2",
+    help: "Number of consumers (parallel workers) in the group",
+  },
+  {
+    flag: "--download_regex",
+    key: "downloadRegex",
+    kind: "regex",
+    metavar: "REGEX",
+    help:
+      "Only rebuild files whose relative path matches this (Python) regular expression, from its start",
+  },
+  {
+    flag: "--update_seconds",
+    key: "updateSeconds",
+    kind: "int",
+    default: "300",
+    help: 'Print a "." alive line this often; -1 turns it off',
+  },
+  {
+    flag: "--logger_stream_level",
+    key: "loggerStreamLevel",
+    kind: "level",
+    default: "info",
+    help:
+      "Level of messages printed to the console (debug, info, warning, error, critical, or a number)",
+  },
+  {
+    flag: "--logger_file_level",
+    key: "loggerFileLevel",
+    kind: "level",
+    default: "warning",
+    help: "Level of messages written to the log file",
+  },
+  {
+    flag: "--logger_file_path",
+    key: "loggerFilePath",
+    kind: "string",
+    metavar: "PATH",
+    help:
+      "Log file, or a directory for DataFileDownloadDirectory.log (default: in the output directory)",
+  },
+  {
+    flag: "--treat_undecryptable_as_plaintext",
+    key: "treatUndecryptableAsPlaintext",
+    kind: "flag",
+    help: "Accepted for compatibility; encrypted topics are not supported",
+  },
+  {
+    flag: "--max_wait_per_decrypt",
+    key: "maxWaitPerDecrypt",
+    kind: "nonneg_float",
+    default: "5.0",
+    help: "Accepted for compatibility; encrypted topics are not supported",
+  },
+  {
+    flag: "--max_initial_wait_per_decrypt",
+    key: "maxInitialWaitPerDecrypt",
+    kind: "nonneg_float",
+    default: "60.0",
+    help: "Accepted for compatibility; encrypted topics are not supported",
+  },
+  {
+    flag: "--heartbeat_topic_name",
+    key: "heartbeatTopicName",
+    kind: "string",
+    metavar: "TOPIC",
+    help: "Produce heartbeat messages to this topic",
+  },
+  {
+    flag: "--heartbeat_program_id",
+    key: "heartbeatProgramId",
+    kind: "string",
+    metavar: "ID",
+    help: "Key prefix of heartbeat messages (default: a random id)",
+  },
+  {
+    flag: "--heartbeat_interval_secs",
+    key: "heartbeatIntervalSecs",
+    kind: "nonneg_float",
+    default: "900",
+    help: "Seconds between heartbeat messages",
+  },
+  {
+    flag: "--log_topic_name",
+    key: "logTopicName",
+    kind: "string",
+    metavar: "TOPIC",
+    help: "Produce log messages to this topic",
+  },
+  {
+    flag: "--log_program_id",
+    key: "logProgramId",
+    kind: "string",
+    metavar: "ID",
+    help: "Key prefix of log messages (default: as for heartbeats)",
+  },
+  {
+    flag: "--log_interval_secs",
+    key: "logIntervalSecs",
+    kind: "nonneg_float",
+    default: "60",
+    help: "Seconds between log messages",
+  },
+];
+
+/** The one-line usage. */
+export function usage(): string {
+  return `usage: ${PROGRAM} [-h] output_dir [--config CONFIG] [--topic_name TOPIC] [--n_threads N] [--consumer_group_id ID] [--download_regex REGEX] [options]`;
+}
+
+/** The full help text: every option with its default. */
+export function helpText(): string {
+  const lines = [
+    usage(),
+    "",
+    "Rebuild data files from OpenMSIStream chunk messages consumed from a Kafka topic.",
+    'While running, type "c" or "check" for progress and "q" or "quit" to stop.',
+    "",
+    "positional arguments:",
+    "  output_dir            Directory to put the rebuilt files in (created if missing)",
+    "",
+    "options:",
+    "  -h, --help            Show this help and exit",
+  ];
+  for (const o of OPTIONS) {
+    const meta = o.kind === "flag" ? "" : ` ${o.metavar ?? o.flag.slice(2).toUpperCase()}`;
+    const head = `  ${o.flag}${meta}`;
+    const help = o.default !== undefined ? `${o.help} (default = ${o.default})` : o.help;
+    lines.push(head.length < 24 ? head.padEnd(24) + help : `${head}\n${" ".repeat(24)}${help}`);
+  }
+  return lines.join("\n");
+}
+
+/** Parses a level name or a number ≥ 0. */
+export function parseLevel(text: string): number | undefined {
+  const named = LEVELS[text.toLowerCase()];
+  if (named !== undefined) return named;
+  return /^\d+$/.test(text) ? Number(text) : undefined;
+}
+
+function convert(o: OptionSpec, raw: string): CliOptions[OptionSpec["key"]] {
+  const invalid = (what: string) =>
+    new UsageError(`argument ${o.flag}: invalid ${what} value: '${raw}'`);
+  switch (o.kind) {
+    case "string":
+    case "flag":
+      return raw;
+    case "positive_int": {
+      if (!/^\s*[+-]?\d+\s*$/.test(raw) || Number(raw) < 1) throw invalid("positive_int");
+      return Number(raw);
+    }
+    case "int": {
+      if (!/^\s*[+-]?\d+\s*$/.test(raw)) throw invalid("int");
+      return Number(raw);
+    }
+    case "nonneg_float": {
+      const n = Number(raw);
+      if (raw.trim() === "" || !Number.isFinite(n) || n < 0) throw invalid("non-negative float");
+      return n;
+    }
+    case "level": {
+      const level = parseLevel(raw);
+      if (level === undefined) throw invalid("logging level");
+      return level;
+    }
+    case "regex":
+      try {
+        return compilePythonRegex(raw);
+      } catch (error) {
+        throw new UsageError(
+          `argument ${o.flag}: invalid regular expression '${raw}': ${
+            error instanceof Error ? error.message : error
+          }`,
+        );
+      }
+  }
+}
+
+function findOption(flag: string): OptionSpec {
+  const exact = OPTIONS.find((o) => o.flag === flag);
+  if (exact) return exact;
+  const matches = OPTIONS.filter((o) => o.flag.startsWith(flag));
+  if (matches.length === 1 && matches[0]) return matches[0];
+  if (matches.length > 1) {
+    throw new UsageError(
+      `ambiguous option: ${flag} could match ${matches.map((o) => o.flag).join(", ")}`,
+    );
+  }
+  throw new UsageError(`unrecognized arguments: ${flag}`);
+}
+
+/** Result of parsing: options, or a request for help. */
+export type ParseResult = { help: true } | { help: false; options: CliOptions };
+
+/**
+ * Parses and validates the arguments.
+ *
+ * @throws {UsageError} for anything argparse would reject.
+ */
+export function parseArgs(argv: readonly string[]): ParseResult {
+  const given = new Map<OptionSpec, string>();
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? "";
+    if (
+      arg === "-h" || arg === "--help" ||
+      (arg.startsWith("--h") && "--help".startsWith(arg) && arg.length > 2)
+    ) {
+      return { help: true };
+    }
+    if (arg === "--") {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const spec = findOption(eq >= 0 ? arg.slice(0, eq) : arg);
+      if (spec.kind === "flag") {
+        if (eq >= 0) {
+          throw new UsageError(
+            `argument ${spec.flag}: ignored explicit argument '${arg.slice(eq + 1)}'`,
+          );
+        }
+        given.set(spec, "true");
+        continue;
+      }
+      let value: string | undefined;
+      if (eq >= 0) value = arg.slice(eq + 1);
+      else {
+        const next = argv[i + 1];
+        if (next !== undefined && (!next.startsWith("-") || /^-\d/.test(next))) {
+          value = next;
+          i++;
+        }
+      }
+      if (value === undefined) throw new UsageError(`argument ${spec.flag}: expected one argument`);
+      given.set(spec, value);
+      continue;
+    }
+    if (arg.startsWith("-") && arg.length > 1 && !/^-\d/.test(arg)) {
+      throw new UsageError(`unrecognized arguments: ${arg}`);
+    }
+    positionals.push(arg);
+  }
+  if (positionals.length === 0) {
+    throw new UsageError("the following arguments are required: output_dir");
+  }
+  if (positionals.length > 1) {
+    throw new UsageError(`unrecognized arguments: ${positionals.slice(1).join(" ")}`);
+  }
+
+  const values: Record<string, unknown> = {
+    consumerGroupId: undefined,
+    downloadRegex: undefined,
+    loggerFilePath: undefined,
+    heartbeatTopicName: undefined,
+    heartbeatProgramId: undefined,
+    logTopicName: undefined,
+    logProgramId: undefined,
+    treatUndecryptableAsPlaintext: false,
+  };
+  for (const o of OPTIONS) {
+    if (o.flag === "--producer_topic_name" || o.kind === "flag") continue;
+    if (o.default !== undefined && o.key !== "consumerGroupId") {
+      values[o.key] = convert(o, o.default);
+    }
+  }
+  for (const [o, raw] of given) {
+    if (o.flag === "--producer_topic_name") continue;
+    values[o.key] = o.kind === "flag" ? true : convert(o, raw);
+  }
+  const options = { ...values, outputDir: positionals[0] } as unknown as CliOptions;
+  // Topic resolution of the reference: a consumer topic other than "test" wins.
+  if (options.consumerTopicName === "test") options.consumerTopicName = options.topicName;
+  return { help: false, options };
+}

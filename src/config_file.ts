@@ -1,0 +1,214 @@
+/**
+ * OpenMSIStream config files: INI files read with Python `configparser` semantics, then
+ * `$VAR` environment substitution.
+ *
+ * Rules kept from the reference (spec §5.1, §5.2):
+ * - `[section]` names are case-sensitive; keys are lower-cased; `=` or `:` separate key and
+ *   value (the first one on the line); surrounding whitespace is stripped.
+ * - Whole-line comments start with `#` or `;`; there are no inline comments.
+ * - Lines indented deeper than the key line continue its value (joined with `\n`).
+ * - `[DEFAULT]` keys are inherited by every section.
+ * - `%%` is a literal `%`, `%(key)s` is the value of another key of the same section.
+ * - A value that starts with `$` is expanded from the environment (`$NAME`, `${NAME}`); if
+ *   nothing was expanded, the variable is unset and the file is refused.
+ * - Values stay strings: `12345` stays `"12345"` (the reference's float conversion is a bug).
+ *
+ * @module
+ */
+
+/** A parsed config file: section name → (key → raw, uninterpolated value). */
+export interface ConfigFile {
+  /** Absolute or given path of the file, for messages. */
+  path: string;
+  /** Keys of `[DEFAULT]`. */
+  defaults: Map<string, string>;
+  /** Every other section, in file order. */
+  sections: Map<string, Map<string, string>>;
+}
+
+/** A config file that cannot be used; the message names the file, the place and the fix. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const DEFAULT_SECTION = "DEFAULT";
+const SECTION_RE = /^\[(.+)\]/;
+const OPTION_RE = /^(.*?)\s*([=:])\s*(.*)$/;
+
+/** Parses config text with Python configparser's default rules. */
+export function parseConfig(text: string, path = "<config>"): ConfigFile {
+  const defaults = new Map<string, string[]>();
+  const sections = new Map<string, Map<string, string[]>>();
+  const seen = new Set<string>();
+  let current: Map<string, string[]> | null = null;
+  let sectionName = "";
+  let option: string | null = null;
+  let indentLevel = 0;
+  const lines = text.replace(/^\uFEFF/, "").split(/\r\n|\n|\r/);
+  lines.forEach((line, index) => {
+    const lineNo = index + 1;
+    const trimmed = line.trim();
+    const isComment = trimmed.startsWith("#") || trimmed.startsWith(";");
+    if (isComment || trimmed === "") {
+      // Blank lines inside a value are kept; comment lines are dropped.
+      if (!isComment && current && option) current.get(option)?.push("");
+      return;
+    }
+    const indent = line.length - line.trimStart().length;
+    if (current && option && indent > indentLevel) {
+      current.get(option)?.push(trimmed);
+      return;
+    }
+    indentLevel = indent;
+    const header = SECTION_RE.exec(trimmed);
+    if (header) {
+      sectionName = header[1] ?? "";
+      if (sectionName === DEFAULT_SECTION) {
+        current = defaults;
+      } else {
+        if (seen.has(`[${sectionName}]`)) {
+          throw new ConfigError(
+            `Cannot read config file ${path}: section [${sectionName}] appears twice (line ${lineNo}); merge the two sections`,
+          );
+        }
+        seen.add(`[${sectionName}]`);
+        current = new Map();
+        sections.set(sectionName, current);
+      }
+      option = null;
+      return;
+    }
+    if (!current) {
+      throw new ConfigError(
+        `Cannot read config file ${path}: line ${lineNo} comes before any [section] header; start the file with a section such as [broker]`,
+      );
+    }
+    const match = OPTION_RE.exec(trimmed);
+    const key = match?.[1]?.trimEnd().toLowerCase();
+    if (!match || !key) {
+      throw new ConfigError(
+        `Cannot read config file ${path}: line ${lineNo} (${
+          JSON.stringify(line)
+        }) is not "key = value"`,
+      );
+    }
+    const id = `[${sectionName}]${key}`;
+    if (seen.has(id)) {
+      throw new ConfigError(
+        `Cannot read config file ${path}: key "${key}" appears twice in [${sectionName}] (line ${lineNo}); keep one`,
+      );
+    }
+    seen.add(id);
+    option = key;
+    current.set(key, [(match[3] ?? "").trim()]);
+  });
+  const join = (section: Map<string, string[]>) =>
+    new Map([...section].map(([k, v]) => [k, v.join("\n").trimEnd()]));
+  return {
+    path,
+    defaults: join(defaults),
+    sections: new Map([...sections].map(([name, s]) => [name, join(s)])),
+  };
+}
+
+const MAX_INTERPOLATION_DEPTH = 10;
+
+function interpolate(
+  config: ConfigFile,
+  section: string,
+  key: string,
+  raw: string,
+  lookup: (key: string) => string | undefined,
+  depth = 0,
+): string {
+  if (depth > MAX_INTERPOLATION_DEPTH) {
+    throw new ConfigError(
+      `Cannot read config file ${config.path}: [${section}] ${key} refers to itself through %(...)s more than ${MAX_INTERPOLATION_DEPTH} levels deep`,
+    );
+  }
+  let out = "";
+  let rest = raw;
+  while (rest.length > 0) {
+    const at = rest.indexOf("%");
+    if (at < 0) {
+      out += rest;
+      break;
+    }
+    out += rest.slice(0, at);
+    rest = rest.slice(at);
+    if (rest.startsWith("%%")) {
+      out += "%";
+      rest = rest.slice(2);
+      continue;
+    }
+    const ref = /^%\(([^)]+)\)s/.exec(rest);
+    if (!ref) {
+      throw new ConfigError(
+        `Cannot read config file ${config.path}: [${section}] ${key} has a lone "%" (${
+          JSON.stringify(raw)
+        }); write a literal % as %%`,
+      );
+    }
+    const name = (ref[1] ?? "").toLowerCase();
+    const value = lookup(name);
+    if (value === undefined) {
+      throw new ConfigError(
+        `Cannot read config file ${config.path}: [${section}] ${key} refers to %(${name})s, which is not a key of [${section}] or [DEFAULT]`,
+      );
+    }
+    out += interpolate(config, section, name, value, lookup, depth + 1);
+    rest = rest.slice(ref[0].length);
+  }
+  return out;
+}
+
+/**
+ * Expands `$NAME` / `${NAME}` in a value that starts with `$`, as the reference does.
+ *
+ * @throws {ConfigError} when no variable in the value is set.
+ */
+export function expandEnv(
+  value: string,
+  where: string,
+  env: (name: string) => string | undefined,
+): string {
+  if (!value.startsWith("$")) return value;
+  const expanded = value.replace(/\$(\w+|\{[^}]*\})/g, (whole, ref: string) => {
+    const name = ref.startsWith("{") ? ref.slice(1, -1) : ref;
+    return env(name) ?? whole;
+  });
+  if (expanded === value) {
+    const names = [...value.matchAll(/\$(\w+|\{[^}]*\})/g)].map((m) =>
+      (m[1] ?? "").replace(/[{}]/g, "")
+    );
+    throw new ConfigError(
+      `Cannot use ${where}: the environment variable ${
+        names.join(", ") || value
+      } is not set; set it (for example \`export ${
+        names[0] ?? "NAME"
+      }=...\`) or write the value into the file`,
+    );
+  }
+  return expanded;
+}
+
+/**
+ * Reads one section with `[DEFAULT]` inherited, `%` interpolation and `$VAR` expansion applied.
+ * Returns `undefined` when the section is absent.
+ */
+export function readSection(
+  config: ConfigFile,
+  section: string,
+  env: (name: string) => string | undefined,
+): Map<string, string> | undefined {
+  const own = config.sections.get(section);
+  if (!own) return undefined;
+  const merged = new Map([...config.defaults, ...own]);
+  const lookup = (key: string) => merged.get(key);
+  const out = new Map<string, string>();
+  for (const [key, raw] of merged) {
+    const value = interpolate(config, section, key, raw, lookup);
+    out.set(key, expandEnv(value, `[${section}] ${key} in ${config.path}`, env));
+  }
+  return out;
+}

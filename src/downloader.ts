@@ -1,0 +1,369 @@
+/**
+ * The download directory: a group of kafkajs consumers that read chunk messages from a topic and
+ * rebuild the files they carry in an output directory.
+ *
+ * Every record is handled exactly one way: a good chunk is written; a duplicate or stale chunk is
+ * skipped; a chunk whose path does not match the regex is skipped; anything else (undecodable,
+ * failing its chunk hash, a tombstone, absurd fields, a hostile path) is logged with its topic,
+ * partition and offset, kept in the quarantine, and skipped. After each batch the written data is
+ * synced ({@linkcode FileAssembler.flush}) and only then is the batch's offset committed, so every
+ * committed chunk is on disk. A full disk (or another transient I/O error) stops the writing with
+ * a clear error and retries; nothing past the failed chunk is committed meanwhile.
+ *
+ * @module
+ */
+import type {
+  Admin,
+  Consumer,
+  ConsumerConfig,
+  EachBatchPayload,
+  Kafka,
+  KafkaMessage,
+} from "kafkajs";
+import { join } from "node:path";
+import { ChunkDecodeError, type DataFileChunk, decodeChunk } from "./chunk_codec.ts";
+import { BadChunkError, FileAssembler } from "./file_assembler.ts";
+import { isTransientIoError } from "./io_errors.ts";
+import type { Logger } from "./logger.ts";
+import { pythonMatch } from "./python_regex.ts";
+import { Quarantine } from "./quarantine.ts";
+import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "./safe_path.ts";
+
+/** How many completed files the status remembers. */
+export const RECENT_FILES = 50;
+
+/** Options of {@linkcode Downloader}, validated by the caller. */
+export interface DownloaderOptions {
+  /** A kafkajs client for the broker. */
+  kafka: Kafka;
+  /** Topic to consume. */
+  topic: string;
+  /** Consumer group of all the consumers. */
+  groupId: string;
+  /** Number of consumers in the group. */
+  consumers: number;
+  /** Consumer options other than the group id. */
+  consumerConfig?: Omit<ConsumerConfig, "groupId">;
+  /** Where a partition with no committed offset starts. */
+  offsetReset?: "earliest" | "latest" | "none";
+  /** Absolute path of the output directory (it must exist). */
+  outputDir: string;
+  /** Only files whose relative path matches (Python `re.match`) are rebuilt. */
+  regex?: RegExp | undefined;
+  logger: Logger;
+  /** Largest total size of the quarantine folder. */
+  quarantineBytes?: number;
+  /** Seconds between retries of a write that failed on a transient error (a full disk). */
+  retrySeconds?: number;
+  /** Seconds between "waiting for broker" messages. */
+  brokerWaitSeconds?: number;
+}
+
+/** Counts and files, for `check` and the shutdown summary. */
+export interface DownloadStatus {
+  messagesRead: number;
+  messagesProcessed: number;
+  bytesRead: number;
+  bytesProcessed: number;
+  filesCompleted: number;
+  badRecords: number;
+  /** Paths of the most recent completed files, oldest first. */
+  recent: string[];
+  inProgress: { path: string; chunks: number; total: number; bytes: number }[];
+}
+
+/** Stop was requested while waiting. */
+class Stopped extends Error {}
+
+/** Reads chunk messages with a consumer group and rebuilds their files. */
+export class Downloader {
+  readonly #o: DownloaderOptions;
+  readonly #logger: Logger;
+  readonly #quarantine: Quarantine;
+  readonly #assembler: FileAssembler;
+  readonly #consumers: Consumer[] = [];
+  #stopping = false;
+  #starting: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #counts = {
+    messagesRead: 0,
+    messagesProcessed: 0,
+    bytesRead: 0,
+    bytesProcessed: 0,
+    filesCompleted: 0,
+    badRecords: 0,
+  };
+  #recent: string[] = [];
+  /** Called after each file is published under its final name. */
+  onFileCompleted: ((path: string) => void) | undefined;
+
+  constructor(options: DownloaderOptions) {
+    this.#o = options;
+    this.#logger = options.logger;
+    const stateDir = join(options.outputDir, STATE_DIR_NAME);
+    this.#quarantine = new Quarantine(
+      join(stateDir, "quarantine"),
+      options.quarantineBytes ?? 256 * 1024 * 1024,
+    );
+    this.#assembler = new FileAssembler({
+      outputDir: options.outputDir,
+      stateDir,
+      logger: options.logger,
+      quarantine: this.#quarantine,
+    });
+  }
+
+  /** Counts and files so far. */
+  status(): DownloadStatus {
+    return {
+      ...this.#counts,
+      recent: [...this.#recent],
+      inProgress: this.#assembler.status().inProgress,
+    };
+  }
+
+  #sleep(seconds: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, seconds * 1000);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+
+  /** Prepares the output directory, waits for the broker and starts the consumers. */
+  start(): Promise<void> {
+    this.#starting ??= this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    await this.#quarantine.open();
+    await this.#assembler.open();
+    const admin = this.#o.kafka.admin();
+    try {
+      await this.#waitForTopic(admin);
+      if (this.#o.offsetReset === "none") await this.#requireCommittedOffsets(admin);
+    } finally {
+      await admin.disconnect().catch(() => {});
+    }
+    if (this.#stopping) return;
+    const config: ConsumerConfig = {
+      maxBytesPerPartition: 8 * 1024 * 1024,
+      maxBytes: 32 * 1024 * 1024,
+      ...this.#o.consumerConfig,
+      groupId: this.#o.groupId,
+      allowAutoTopicCreation: false,
+    };
+    for (let i = 0; i < this.#o.consumers && !this.#stopping; i++) {
+      const consumer = this.#o.kafka.consumer(config);
+      this.#consumers.push(consumer);
+      consumer.on(consumer.events.CRASH, (event) => {
+        const { error, restart } = event.payload;
+        this.#logger.error(
+          `Consumer ${i + 1} stopped on an error: ${error.message}${
+            restart ? "; it restarts" : ""
+          }`,
+        );
+      });
+      await consumer.connect();
+      await consumer.subscribe({
+        topic: this.#o.topic,
+        fromBeginning: this.#o.offsetReset !== "latest",
+      });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: (payload) => this.#eachBatch(consumer, payload),
+      });
+    }
+  }
+
+  async #waitForTopic(admin: Admin): Promise<void> {
+    const wait = this.#o.brokerWaitSeconds ?? 5;
+    let connected = false;
+    while (!this.#stopping) {
+      try {
+        if (!connected) {
+          await admin.connect();
+          connected = true;
+        }
+        const topics = await admin.listTopics();
+        if (!topics.includes(this.#o.topic)) {
+          throw new Error(
+            `The topic "${this.#o.topic}" does not exist on the broker; create it or check --topic_name (topics there: ${
+              topics.filter((t) => !t.startsWith("__")).slice(0, 10).join(", ") || "none"
+            })`,
+          );
+        }
+        return;
+      } catch (error) {
+        if (error instanceof Error && error.message.startsWith("The topic")) throw error;
+        this.#logger.warning(
+          `Waiting for the Kafka broker (${
+            error instanceof Error ? error.message : error
+          }); retrying in ${wait} s`,
+        );
+        connected = false;
+        await admin.disconnect().catch(() => {});
+        await this.#sleep(wait);
+      }
+    }
+  }
+
+  async #requireCommittedOffsets(admin: Admin): Promise<void> {
+    const [entry] = await admin.fetchOffsets({ groupId: this.#o.groupId, topics: [this.#o.topic] });
+    const missing = (entry?.partitions ?? []).filter((p) => p.offset === "-1").map((p) =>
+      p.partition
+    );
+    if (missing.length > 0) {
+      throw new Error(
+        `auto.offset.reset is "none" and the group "${this.#o.groupId}" has no committed offset for partition(s) ${
+          missing.join(", ")
+        } of "${this.#o.topic}"; use a group that has consumed this topic, or set auto.offset.reset to earliest or latest`,
+      );
+    }
+  }
+
+  async #eachBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
+    let last: string | undefined;
+    for (const message of batch.messages) {
+      if (!isRunning() || isStale() || this.#stopping) break;
+      try {
+        await this.#handle(batch.topic, batch.partition, message);
+      } catch (error) {
+        if (error instanceof Stopped) break;
+        throw error;
+      }
+      resolveOffset(message.offset);
+      last = message.offset;
+      await heartbeat();
+    }
+    if (last === undefined) return;
+    try {
+      await this.#retrying("sync the rebuilt data to disk", () => this.#assembler.flush());
+    } catch (error) {
+      if (error instanceof Stopped) return;
+      throw error;
+    }
+    const offset = (BigInt(last) + 1n).toString();
+    try {
+      await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset }]);
+    } catch (error) {
+      this.#logger.warning(
+        `Cannot commit offset ${offset} of partition ${batch.partition} (${
+          error instanceof Error ? error.message : error
+        }); its records will be read again and recognised as duplicates`,
+      );
+    }
+  }
+
+  /** Runs `task`, waiting and retrying while it fails on a transient I/O error (a full disk). */
+  async #retrying<T>(what: string, task: () => Promise<T>): Promise<T> {
+    const seconds = this.#o.retrySeconds ?? 10;
+    while (true) {
+      try {
+        return await task();
+      } catch (error) {
+        if (!isTransientIoError(error)) throw error;
+        this.#logger.error(
+          `Cannot ${what}: ${
+            error instanceof Error ? error.message : error
+          }. Writing is stopped and nothing more is committed until this is fixed; retrying in ${seconds} s`,
+        );
+        if (this.#stopping) throw new Stopped();
+        await this.#sleep(seconds);
+        if (this.#stopping) throw new Stopped();
+      }
+    }
+  }
+
+  async #reject(
+    topic: string,
+    partition: number,
+    message: KafkaMessage,
+    reason: string,
+  ): Promise<void> {
+    this.#counts.badRecords++;
+    let where = "";
+    try {
+      const kept = await this.#quarantine.keepRecord(
+        { topic, partition, offset: message.offset },
+        message.key,
+        message.value,
+        reason,
+      );
+      where = ` (kept in ${kept})`;
+    } catch (error) {
+      where = ` (not kept: ${error instanceof Error ? error.message : error})`;
+    }
+    this.#logger.warning(
+      `Skipping the record at offset ${message.offset} of partition ${partition} of "${topic}": ${reason}${where}`,
+    );
+  }
+
+  async #handle(topic: string, partition: number, message: KafkaMessage): Promise<void> {
+    let chunk: DataFileChunk;
+    try {
+      chunk = decodeChunk(message.value);
+    } catch (error) {
+      if (!(error instanceof ChunkDecodeError)) throw error;
+      this.#counts.messagesRead++;
+      return await this.#reject(
+        topic,
+        partition,
+        message,
+        `it is not a valid chunk: ${error.message}`,
+      );
+    }
+    let target;
+    try {
+      target = relativeTarget(chunk.subdirStr, chunk.filename, chunk.filenameAppend);
+    } catch (error) {
+      if (!(error instanceof UnsafePathError)) throw error;
+      this.#counts.messagesRead++;
+      return await this.#reject(topic, partition, message, `its path is refused: ${error.message}`);
+    }
+    if (this.#o.regex && !pythonMatch(this.#o.regex, target.key)) return;
+    this.#counts.messagesRead++;
+    this.#counts.bytesRead += chunk.data.length;
+    let outcome;
+    try {
+      outcome = await this.#retrying(
+        `write chunk ${chunk.chunkI} of "${target.path}"`,
+        () => this.#assembler.addChunk(chunk, target),
+      );
+    } catch (error) {
+      if (error instanceof Stopped) throw error;
+      const reason = error instanceof BadChunkError
+        ? `chunk ${chunk.chunkI}/${chunk.nTotalChunks} of "${target.path}" is invalid: ${error.message}`
+        : `chunk ${chunk.chunkI}/${chunk.nTotalChunks} of "${target.path}" cannot be written: ${
+          error instanceof Error ? error.message : error
+        }`;
+      return await this.#reject(topic, partition, message, reason);
+    }
+    this.#counts.messagesProcessed++;
+    this.#counts.bytesProcessed += chunk.data.length;
+    if (outcome.status === "completed") {
+      this.#counts.filesCompleted++;
+      this.#recent.push(outcome.path);
+      if (this.#recent.length > RECENT_FILES) this.#recent.shift();
+      this.#logger.info(
+        `File ${outcome.path} successfully reconstructed from stream (${outcome.bytes} bytes)`,
+      );
+      this.onFileCompleted?.(outcome.path);
+    }
+  }
+
+  /** Stops the consumers (each finishes and commits its current batch), then syncs and closes files. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wake?.();
+    await this.#starting?.catch(() => {});
+    await Promise.all(this.#consumers.map((c) => c.disconnect().catch(() => {})));
+    await this.#assembler.close();
+  }
+}
