@@ -21,7 +21,7 @@
  */
 import { createHash } from "node:crypto";
 import { type FileHandle, open } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import { type DataFileChunk, toHex } from "./chunk_codec.ts";
 import { decideAfterCompletion, decideGeneration, type Generation } from "./generation.ts";
 import type { Logger } from "./logger.ts";
@@ -546,17 +546,39 @@ export class FileAssembler {
     return keptAt;
   }
 
-  /** Creates a folder under the output directory, refusing symlinks that lead out of it. */
+  /**
+   * Creates a folder under the output directory one level at a time, refusing any existing
+   * level that is a symlink leading out of it (nothing is created through such a link).
+   */
   async #makeSafeDir(dir: string): Promise<void> {
     if (this.#safeDirs.has(dir)) return;
-    await Deno.mkdir(dir, { recursive: true });
-    const real = await Deno.realPath(dir);
-    if (real !== this.#realOutputDir && !real.startsWith(this.#realOutputDir + "/")) {
-      throw new BadChunkError(
-        `its folder ${dir} leads outside the output directory (to ${real}) through a symlink`,
-      );
+    const rel = relative(this.#outputDir, dir);
+    let current = this.#outputDir;
+    for (const part of rel === "" ? [] : rel.split(sep)) {
+      current = join(current, part);
+      if (this.#safeDirs.has(current)) continue;
+      let info: Deno.FileInfo | undefined;
+      try {
+        info = await Deno.lstat(current);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+      if (info === undefined) {
+        await Deno.mkdir(current).catch((error) => {
+          if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+        });
+      } else if (info.isSymlink) {
+        const real = await Deno.realPath(current);
+        if (real !== this.#realOutputDir && !real.startsWith(this.#realOutputDir + sep)) {
+          throw new BadChunkError(
+            `its folder ${current} is a symlink leading outside the output directory (to ${real})`,
+          );
+        }
+      } else if (!info.isDirectory) {
+        throw new BadChunkError(`${current} is in the way: it is a file, not a folder`);
+      }
+      this.#safeDirs.add(current);
     }
-    this.#safeDirs.add(dir);
   }
 
   /**
