@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { DownloadStatus } from "./downloader.ts";
+import { type DownloadStatus, RECENT_FILES } from "./downloader.ts";
 
 /** A console command. */
 export type Command = "check" | "quit";
@@ -54,7 +54,7 @@ export function checkReport(status: DownloadStatus): string {
   ];
   if (status.inProgress.length > 0 || status.recent.length > 0) {
     lines.push(
-      `Files recognized so far (up to ${status.recent.length} most recent completed files shown):`,
+      `Files recognized so far (up to ${RECENT_FILES} most recent completed files shown):`,
     );
     for (const f of status.inProgress) {
       const share = f.total > 0 ? Math.floor((100 * f.chunks) / f.total) : 0;
@@ -84,5 +84,5 @@ export function shutdownSummary(status: DownloadStatus, start: Date, stop: Date)
   return `${status.messagesRead} total messages were consumed${middle} from ${longTime(start)} to ${
     longTime(stop)
   }` +
-    `\nMost recent completed files (up to ${50}):\n\t${status.recent.join("\n\t")}`;
+    `\nMost recent completed files (up to ${RECENT_FILES}):\n\t${status.recent.join("\n\t")}`;
 }

@@ -153,6 +153,8 @@ export class Downloader {
     const config: ConsumerConfig = {
       maxBytesPerPartition: 8 * 1024 * 1024,
       maxBytes: 32 * 1024 * 1024,
+      // librdkafka's fetch.wait.max.ms default; also bounds how long a shutdown waits for a fetch.
+      maxWaitTimeInMs: 500,
       ...this.#o.consumerConfig,
       groupId: this.#o.groupId,
       allowAutoTopicCreation: false,
@@ -165,6 +167,14 @@ export class Downloader {
         this.#logger.error(
           `Consumer ${i + 1} stopped on an error: ${error.message}${
             restart ? "; it restarts" : ""
+          }`,
+        );
+      });
+      consumer.on(consumer.events.GROUP_JOIN, (event) => {
+        const partitions = Object.values(event.payload.memberAssignment).flat().sort((a, b) => a - b);
+        this.#logger.info(
+          `Consumer ${i + 1} of ${this.#o.consumers} joined the group with ${
+            partitions.length === 0 ? "no partitions" : `partition${partitions.length === 1 ? "" : "s"} ${partitions.join(", ")}`
           }`,
         );
       });

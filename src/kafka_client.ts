@@ -27,7 +27,8 @@ export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
       const text = `Kafka client: ${message}${error ? ` (${error})` : ""}${
         broker ? ` [${broker}]` : ""
       }`;
-      if (level > logLevel.WARN) return logger.debug(text);
+      // Rebalances are routine (consumers joining or leaving); the downloader logs assignments itself.
+      if (level > logLevel.WARN || /rebalanc/i.test(text)) return logger.debug(text);
       const now = Date.now();
       const key = `${message}|${error ?? ""}`;
       if ((lastSeen.get(key) ?? -Infinity) > now - REPEAT_SECONDS * 1000) return logger.debug(text);

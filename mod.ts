@@ -1,0 +1,62 @@
+/**
+ * Rebuild data files streamed through Apache Kafka as OpenMSIStream chunk messages.
+ *
+ * The command-line program is `cli.ts` (`DataFileDownloadDirectory`); this module is the library
+ * beneath it: the chunk wire format, the uploader's chunker and producer, config files, and the
+ * {@linkcode Downloader} that runs a consumer group and rebuilds files durably.
+ *
+ * @example Decode a chunk message and check where it would be written
+ * ```ts
+ * import { decodeChunk, encodeChunk, relativeTarget, sha512 } from "./mod.ts";
+ *
+ * const data = new TextEncoder().encode("hello");
+ * const value = encodeChunk({
+ *   filename: "hello.txt",
+ *   fileHash: sha512(data),
+ *   chunkHash: sha512(data),
+ *   chunkOffsetWrite: 0,
+ *   chunkI: 1,
+ *   nTotalChunks: 1,
+ *   subdirStr: "greetings",
+ *   filenameAppend: "",
+ *   data,
+ *   fileMtime: 1700000000,
+ * });
+ * const chunk = decodeChunk(value);
+ * console.log(relativeTarget(chunk.subdirStr, chunk.filename, chunk.filenameAppend).path);
+ * // greetings/hello.txt
+ * ```
+ *
+ * @module
+ */
+export {
+  bytesEqual,
+  ChunkDecodeError,
+  chunkKey,
+  type DataFileChunk,
+  decodeChunk,
+  encodeChunk,
+  sha512,
+  toHex,
+} from "./src/chunk_codec.ts";
+export {
+  chunksOfFile,
+  DEFAULT_CHUNK_SIZE,
+  listFiles,
+  produceFiles,
+  type ProduceOptions,
+} from "./src/chunk_producer.ts";
+export { registerCodecs } from "./src/compression.ts";
+export { ConfigError, type ConfigFile, expandEnv, parseConfig, readSection } from "./src/config_file.ts";
+export { BUILTIN_CONFIGS } from "./src/builtin_configs.ts";
+export { AUTO_COMMIT_WARNING, kafkaSettings, type KafkaSettings } from "./src/kafka_options.ts";
+export { type CliOptions, helpText, parseArgs, UsageError } from "./src/args.ts";
+export { resolveSettings, type RunSettings } from "./src/settings.ts";
+export { type DownloadStatus, Downloader, type DownloaderOptions } from "./src/downloader.ts";
+export { BadChunkError, type ChunkOutcome, FileAssembler } from "./src/file_assembler.ts";
+export { decideGeneration, type Generation } from "./src/generation.ts";
+export { createKafka } from "./src/kafka_client.ts";
+export { Level, Logger, type LoggerOptions } from "./src/logger.ts";
+export { compilePythonRegex, pythonMatch } from "./src/python_regex.ts";
+export { Quarantine } from "./src/quarantine.ts";
+export { LOG_FILE_NAME, relativeTarget, type RelativeTarget, STATE_DIR_NAME, UnsafePathError } from "./src/safe_path.ts";

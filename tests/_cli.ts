@@ -1,0 +1,172 @@
+/**
+ * Helpers for end-to-end tests: spawn the real CLI with explicit permissions, talk to its
+ * console, make file trees, produce them as chunk messages and compare trees.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { dirname, join, relative } from "node:path";
+import { listFiles, produceFiles } from "../src/chunk_producer.ts";
+import { registerCodecs } from "../src/compression.ts";
+import { STATE_DIR_NAME } from "../src/safe_path.ts";
+import { bootstrapServers, committedOffsets, endOffsets, testKafka } from "./_kafka.ts";
+
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+
+/** The permissions the CLI runs with in tests (and in the README). */
+export const CLI_PERMISSIONS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"];
+
+/** A running CLI process. */
+export class CliProcess {
+  readonly child: Deno.ChildProcess;
+  #stderr = "";
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly done: Promise<Deno.CommandStatus>;
+  #reading: Promise<void>;
+
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...CLI_PERMISSIONS, CLI, ...args],
+      env: { LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: bootstrapServers(), NO_COLOR: "1", ...env },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#writer = this.child.stdin.getWriter();
+    const decoder = new TextDecoder();
+    const collect = async (stream: ReadableStream<Uint8Array>) => {
+      for await (const bytes of stream) {
+        const text = decoder.decode(bytes, { stream: true });
+        this.#stderr += text;
+        if (Deno.env.get("TEST_VERBOSE")) Deno.stderr.writeSync(bytes);
+      }
+    };
+    this.#reading = Promise.all([collect(this.child.stderr), collect(this.child.stdout)]).then(() => {});
+    this.done = this.child.status;
+  }
+
+  /** Everything the process printed so far. */
+  get output(): string {
+    return this.#stderr;
+  }
+
+  /** Types a line on the console. */
+  async send(line: string): Promise<void> {
+    await this.#writer.write(new TextEncoder().encode(line + "\n"));
+  }
+
+  /** Waits until the output matches `pattern` `count` times. */
+  async waitFor(pattern: RegExp, timeoutMs = 120_000, count = 1): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const global = new RegExp(pattern.source, pattern.flags.includes("g") ? pattern.flags : pattern.flags + "g");
+    while ((this.#stderr.match(global)?.length ?? 0) < count) {
+      if (Date.now() > deadline) {
+        throw new Error(`Timed out waiting for ${pattern} x${count}; output so far:\n${this.#stderr.slice(-4000)}`);
+      }
+      const exited = await Promise.race([this.done.then(() => true), sleep(100).then(() => false)]);
+      if (exited && (this.#stderr.match(global)?.length ?? 0) < count) {
+        await this.#reading;
+        throw new Error(`The CLI exited before ${pattern}; output:\n${this.#stderr.slice(-4000)}`);
+      }
+    }
+  }
+
+  /** Sends `q` and waits for the exit; returns the exit code. */
+  async quit(timeoutMs = 60_000): Promise<number> {
+    await this.send("q");
+    return await this.exit(timeoutMs);
+  }
+
+  /** Waits for the exit; returns the exit code. */
+  async exit(timeoutMs = 60_000): Promise<number> {
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), timeoutMs);
+    const status = await this.done;
+    clearTimeout(timer);
+    await this.#writer.close().catch(() => {});
+    await this.#reading;
+    return status.code;
+  }
+
+  /** Kills the process (SIGKILL by default) and waits for it. */
+  async kill(signal: Deno.Signal = "SIGKILL"): Promise<void> {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // already gone
+    }
+    await this.exit();
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Writes `size` pseudo-random bytes to `path` (parents created). */
+export async function writeRandomFile(path: string, size: number): Promise<void> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  const file = await Deno.open(path, { write: true, create: true, truncate: true });
+  try {
+    const block = new Uint8Array(1 << 16);
+    for (let left = size; left > 0; left -= block.length) {
+      crypto.getRandomValues(block);
+      const n = Math.min(left, block.length);
+      let written = 0;
+      while (written < n) written += await file.write(block.subarray(written, n));
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/** SHA-256 of every regular file under `dir` (relative path → hex), leaving out the program's own files. */
+export async function treeDigest(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const path of await listFiles(dir)) {
+    const rel = relative(dir, path);
+    if (rel.startsWith(STATE_DIR_NAME + "/") || rel === "DataFileDownloadDirectory.log") continue;
+    out.set(rel, createHash("sha256").update(await Deno.readFile(path)).digest("hex"));
+  }
+  return out;
+}
+
+/** Asserts that `out` holds exactly the files of `src` whose relative path passes `filter`, byte-identical. */
+export async function assertSameTree(src: string, out: string, filter: (rel: string) => boolean = () => true) {
+  const expected = new Map([...await treeDigest(src)].filter(([rel]) => filter(rel)));
+  const actual = await treeDigest(out);
+  assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort());
+  for (const [rel, digest] of expected) assert.equal(actual.get(rel), digest, `${rel} differs`);
+}
+
+/** Produces every file under `root` to `topic` as chunk messages. Returns the number of chunks. */
+export async function produceTree(topic: string, root: string, files?: string[], chunkSize?: number): Promise<number> {
+  registerCodecs();
+  const producer = testKafka().producer();
+  await producer.connect();
+  try {
+    return await produceFiles(producer, topic, root, files ?? await listFiles(root), chunkSize ? { chunkSize } : {});
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+/** Waits until `groupId` has committed every partition of `topic` up to its end. */
+export async function waitForCommitted(groupId: string, topic: string, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    const [committed, end] = await Promise.all([committedOffsets(groupId, topic), endOffsets(topic)]);
+    if ([...end].every(([p, high]) => high === 0n || committed.get(p) === high)) return;
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out waiting for commits: committed ${[...committed]} end ${[...end]}`);
+    }
+    await sleep(250);
+  }
+}
+
+/** A fresh temporary directory. */
+export async function tempDir(prefix: string): Promise<string> {
+  return await Deno.makeTempDir({ prefix: `dfdd_${prefix}_` });
+}
+
+export { join };

@@ -1,0 +1,608 @@
+/**
+ * Real Apache Kafka test broker for this project's tests and for manual runs.
+ *
+ * {@linkcode startBroker} runs one single-node Kafka broker in KRaft mode (broker and controller
+ * in the same JVM) on free loopback ports, in a fresh temporary directory, and resolves once the
+ * broker answers metadata requests. {@linkcode Broker.stop} shuts it down and removes the
+ * directory.
+ *
+ * The broker's jars are not vendored: the first call runs Maven once
+ * (`mvn -f tools/kafka/pom.xml dependency:copy-dependencies`) to copy Kafka and its runtime
+ * dependencies from Maven Central into `.cache/kafka/<version>/libs` (git-ignored). Later calls
+ * reuse them. Needs `java` (17+) and, for that first fetch, `mvn` on the PATH.
+ *
+ * The JVM runs in its own session / process group behind a tiny `sh` watchdog, so that
+ * - stopping kills the whole group (SIGTERM, then SIGKILL after a grace period), and
+ * - no `java` process outlives the Deno process that started it, even if that process is killed
+ *   with SIGKILL: the watchdog polls the Deno pid once a second and stops the broker when it is
+ *   gone.
+ *
+ * Permissions: `--allow-read --allow-write --allow-run --allow-env --allow-net=127.0.0.1`.
+ * `--allow-run` must be unrestricted: `Deno.kill` of a process group requires it.
+ *
+ * @example
+ * ```ts
+ * import { startBroker } from "./tools/broker.ts";
+ * const broker = await startBroker();
+ * try {
+ *   console.log(broker.bootstrapServers); // e.g. "127.0.0.1:40123"
+ * } finally {
+ *   await broker.stop();
+ * }
+ * ```
+ *
+ * @module
+ */
+
+import { Kafka, logLevel } from "kafkajs";
+
+/** Kafka version fetched and run. Must match a version served by Maven Central. */
+export const KAFKA_VERSION = "4.4.0";
+
+/** A running test broker. */
+export interface Broker {
+  /** `host:port` of the PLAINTEXT listener, for clients' `brokers` / `bootstrap.servers`. */
+  readonly bootstrapServers: string;
+  /** Kafka cluster id the storage was formatted with. */
+  readonly clusterId: string;
+  /** Temporary directory holding the config, the data (`data/`) and the log (`broker.log`). */
+  readonly dir: string;
+  /** Path of the broker's combined stdout/stderr log. */
+  readonly logFile: string;
+  /** Process group id (the watchdog's pid): signal `-pgid` to reach every process. */
+  readonly pgid: number;
+  /** Pid of the `java` process. */
+  readonly javaPid: number;
+  /** Milliseconds from the start of {@linkcode startBroker} until the broker answered. */
+  readonly startupMs: number;
+  /** Resolves when the broker's process group leader (the watchdog) has exited. */
+  readonly exited: Promise<Deno.CommandStatus>;
+  /** Resident memory of the `java` process in bytes (via `ps`), `undefined` if it is gone. */
+  rssBytes(): Promise<number | undefined>;
+  /** The last `lines` lines of the broker log. */
+  logTail(lines?: number): Promise<string>;
+  /**
+   * Stop the broker: SIGTERM to its process group, SIGKILL after `graceMs` (default 10 s), wait
+   * for the exit, remove {@linkcode Broker.dir}. Safe to call more than once.
+   */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Options of {@linkcode startBroker}. */
+export interface StartBrokerOptions {
+  /** PLAINTEXT listener port; default: a free port on 127.0.0.1. */
+  port?: number;
+  /** CONTROLLER listener port; default: a free port on 127.0.0.1. */
+  controllerPort?: number;
+  /** Give up (and print the tail of the broker log) after this long. Default 90 000 ms. */
+  startupTimeoutMs?: number;
+  /** JVM maximum heap (`-Xmx`). Default `"512m"`. */
+  maxHeap?: string;
+  /** Extra `key=value` lines for server.properties (override the defaults). */
+  extraProperties?: Record<string, string | number | boolean>;
+  /** Log level of the broker's own log file. Default `"INFO"`. */
+  brokerLogLevel?: "TRACE" | "DEBUG" | "INFO" | "WARN" | "ERROR";
+  /** Keep {@linkcode Broker.dir} after stop / failed start (for debugging). Default false. */
+  keepDir?: boolean;
+  /** Where progress lines go. Default `console.error`; pass `() => {}` to silence. */
+  log?: (line: string) => void;
+}
+
+const REPO_ROOT = new URL("../", import.meta.url);
+const POM = new URL("tools/kafka/pom.xml", REPO_ROOT);
+
+/** Absolute path of `.cache/kafka/<version>/libs` in the repository. */
+export function kafkaLibsDir(version: string = KAFKA_VERSION): string {
+  return new URL(`.cache/kafka/${version}/libs`, REPO_ROOT).pathname;
+}
+
+/** Marker written once all jars have been copied. */
+const MARKER = ".complete";
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+function decode(bytes: Uint8Array): string {
+  return new TextDecoder().decode(bytes);
+}
+
+/**
+ * Make sure Kafka's jars are in {@linkcode kafkaLibsDir}, fetching them with Maven if not
+ * (once; a marker file records a complete fetch). Returns the libs directory.
+ */
+export async function ensureKafkaJars(
+  log: (line: string) => void = console.error,
+  version: string = KAFKA_VERSION,
+): Promise<string> {
+  const libs = kafkaLibsDir(version);
+  if (await exists(`${libs}/${MARKER}`)) return libs;
+
+  log(
+    `Fetching Apache Kafka ${version} jars with Maven into .cache/kafka/${version}/libs ` +
+      `(this happens once)...`,
+  );
+  const started = performance.now();
+  const parent = new URL(`.cache/kafka/${version}/`, REPO_ROOT).pathname;
+  await Deno.mkdir(parent, { recursive: true });
+  // Copy into a private directory first, then rename: a concurrent or interrupted fetch never
+  // leaves a half-filled libs/ behind the marker.
+  const staging = await Deno.makeTempDir({ dir: parent, prefix: "libs.fetching-" });
+  try {
+    let out: Deno.CommandOutput;
+    try {
+      out = await new Deno.Command("mvn", {
+        args: [
+          "-B",
+          "-q",
+          "-Dstyle.color=never",
+          "-f",
+          POM.pathname,
+          `-Dkafka.version=${version}`,
+          "dependency:copy-dependencies",
+          `-DoutputDirectory=${staging}`,
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new Error(
+          "Cannot fetch the Kafka broker jars: Maven (`mvn`) is not on the PATH. " +
+            "Install it (e.g. `apt-get install maven`) or set KAFKA_BOOTSTRAP_SERVERS to use a " +
+            "broker you run yourself.",
+        );
+      }
+      throw e;
+    }
+    if (!out.success) {
+      const output = (decode(out.stdout) + decode(out.stderr)).trim().split("\n").slice(-40);
+      throw new Error(
+        `Maven failed (exit code ${out.code}) fetching Kafka ${version} jars with\n` +
+          `  mvn -f ${POM.pathname} dependency:copy-dependencies\n` +
+          `Is Maven Central reachable and is org.apache.kafka:kafka_2.13:${version} published?\n` +
+          `--- last lines of Maven's output ---\n${output.join("\n")}`,
+      );
+    }
+    const jars: string[] = [];
+    for await (const entry of Deno.readDir(staging)) {
+      if (entry.name.endsWith(".jar")) jars.push(entry.name);
+    }
+    if (!jars.some((j) => j.startsWith(`kafka_2.13-${version}`))) {
+      throw new Error(
+        `Maven succeeded but kafka_2.13-${version}.jar is not among the fetched jars in ${staging}`,
+      );
+    }
+    await Deno.writeTextFile(`${staging}/${MARKER}`, jars.sort().join("\n") + "\n");
+    try {
+      await Deno.remove(libs, { recursive: true });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    try {
+      await Deno.rename(staging, libs);
+    } catch (e) {
+      // Another process finished the same fetch first: use its copy.
+      if (!(await exists(`${libs}/${MARKER}`))) throw e;
+    }
+    log(
+      `Fetched ${jars.length} jars in ${((performance.now() - started) / 1000).toFixed(1)} s.`,
+    );
+    return libs;
+  } finally {
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+    await Deno.remove(parent).catch(() => {}); // only if empty (a failed first fetch)
+  }
+}
+
+/** A port that was free on 127.0.0.1 a moment ago (bind port 0, read it, close). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Two distinct free ports (both listeners are held open while choosing). */
+function twoFreePorts(): [number, number] {
+  const a = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const b = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const ports: [number, number] = [(a.addr as Deno.NetAddr).port, (b.addr as Deno.NetAddr).port];
+  a.close();
+  b.close();
+  return ports;
+}
+
+/** A random Kafka cluster id: 16 random bytes, base64url without padding, not starting with "-". */
+export function randomClusterId(): string {
+  for (;;) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    const id = btoa(String.fromCharCode(...bytes))
+      .replaceAll("+", "-")
+      .replaceAll("/", "_")
+      .replace(/=+$/, "");
+    if (!id.startsWith("-") && bytes.some((b) => b !== 0)) return id;
+  }
+}
+
+/**
+ * The watchdog (`sh`, leader of the broker's own session / process group).
+ * Args: $1 pid to watch (the Deno process), $2 log file, $3 pid file, $4 directory to remove
+ * if the watched process is gone when java has exited ("" for none), rest: the java command.
+ * - runs the command in the background, output appended to the log file;
+ * - a background subshell (ignoring TERM/INT/HUP) polls the watched pid once a second; when it
+ *   is gone it sends SIGTERM to the whole group, then SIGKILL 10 s later;
+ * - the watchdog forwards TERM/INT/HUP to java and exits with java's exit status once java has
+ *   exited (killing the poller), removing the broker directory if the Deno process is gone.
+ */
+const WATCHDOG = `
+watch_pid=$1; log=$2; pidfile=$3; orphan_rm=$4; shift 4
+exec >>"$log" 2>&1 </dev/null
+"$@" &
+child=$!
+echo "$child" > "$pidfile"
+(
+  trap '' TERM INT HUP
+  while kill -0 "$watch_pid" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
+  if kill -0 "$child" 2>/dev/null; then
+    echo "[broker watchdog] process $watch_pid that started the broker is gone: stopping Kafka"
+    kill -TERM 0
+    sleep 10
+    kill -KILL 0
+  fi
+) &
+poller=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT HUP
+while :; do
+  wait "$child"
+  rc=$?
+  kill -0 "$child" 2>/dev/null || break
+done
+kill -KILL "$poller" 2>/dev/null
+if [ -n "$orphan_rm" ] && ! kill -0 "$watch_pid" 2>/dev/null; then rm -rf "$orphan_rm"; fi
+exit "$rc"
+`;
+
+function serverProperties(
+  o: {
+    port: number;
+    controllerPort: number;
+    dataDir: string;
+    extra: Record<string, string | number | boolean>;
+  },
+): string {
+  const props: Record<string, string | number | boolean> = {
+    "process.roles": "broker,controller",
+    "node.id": 1,
+    "controller.quorum.bootstrap.servers": `127.0.0.1:${o.controllerPort}`,
+    "listeners": `PLAINTEXT://127.0.0.1:${o.port},CONTROLLER://127.0.0.1:${o.controllerPort}`,
+    "advertised.listeners": `PLAINTEXT://127.0.0.1:${o.port}`,
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "log.dirs": o.dataDir,
+    // Tests must create their topics explicitly.
+    "auto.create.topics.enable": false,
+    "num.partitions": 1,
+    "default.replication.factor": 1,
+    // Single node: every internal topic has one replica; few partitions keep startup cheap.
+    "offsets.topic.replication.factor": 1,
+    "offsets.topic.num.partitions": 1,
+    "transaction.state.log.replication.factor": 1,
+    "transaction.state.log.min.isr": 1,
+    "transaction.state.log.num.partitions": 1,
+    "share.coordinator.state.topic.replication.factor": 1,
+    "share.coordinator.state.topic.min.isr": 1,
+    "share.coordinator.state.topic.num.partitions": 1,
+    "group.initial.rebalance.delay.ms": 0,
+    // Room for 1 MiB file chunks plus headers / batch overhead.
+    "message.max.bytes": 16 * 1024 * 1024,
+    "replica.fetch.max.bytes": 16 * 1024 * 1024,
+    "socket.request.max.bytes": 128 * 1024 * 1024,
+    // Gentle on a 2-core machine.
+    "num.network.threads": 2,
+    "num.io.threads": 2,
+    "num.recovery.threads.per.data.dir": 1,
+    "background.threads": 2,
+    "log.retention.check.interval.ms": 300000,
+    ...o.extra,
+  };
+  return Object.entries(props).map(([k, v]) => `${k}=${v}`).join("\n") + "\n";
+}
+
+function log4jProperties(level: string): string {
+  return [
+    "status = warn",
+    "appender.out.type = Console",
+    "appender.out.name = OUT",
+    "appender.out.layout.type = PatternLayout",
+    "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+    `rootLogger.level = ${level}`,
+    "rootLogger.appenderRef.out.ref = OUT",
+    // The most chatty loggers stay at WARN unless asked for more.
+    "logger.state.name = state.change.logger",
+    `logger.state.level = ${level === "INFO" ? "WARN" : level}`,
+    "logger.kafkaLog.name = org.apache.kafka.storage.internals.log",
+    `logger.kafkaLog.level = ${level === "INFO" ? "WARN" : level}`,
+    "",
+  ].join("\n");
+}
+
+async function tail(path: string, lines = 60): Promise<string> {
+  try {
+    return (await Deno.readTextFile(path)).trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no broker log)";
+  }
+}
+
+/** The ERROR / FATAL lines of the broker log (with a following exception line), at most 20. */
+async function errorLines(path: string): Promise<string> {
+  let lines: string[];
+  try {
+    lines = (await Deno.readTextFile(path)).split("\n");
+  } catch {
+    return "";
+  }
+  const picked: string[] = [];
+  lines.forEach((line, i) => {
+    if (/\] (ERROR|FATAL) /.test(line)) {
+      picked.push(line);
+      const next = lines[i + 1];
+      if (next !== undefined && /^\S+(Exception|Error)\b/.test(next)) picked.push(next);
+    }
+  });
+  return picked.slice(0, 20).join("\n");
+}
+
+async function tcpOpen(port: number): Promise<boolean> {
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One metadata round trip with kafkajs (no retries); also creates `__consumer_offsets`. */
+async function brokerAnswers(bootstrap: string, warmGroupCoordinator: boolean): Promise<boolean> {
+  const kafka = new Kafka({
+    clientId: "test-broker-probe",
+    brokers: [bootstrap],
+    logLevel: logLevel.NOTHING,
+    connectionTimeout: 2000,
+    requestTimeout: 5000,
+    retry: { retries: warmGroupCoordinator ? 8 : 0, initialRetryTime: 100, maxRetryTime: 1000 },
+  });
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    const cluster = await admin.describeCluster();
+    if (cluster.brokers.length === 0) return false;
+    if (warmGroupCoordinator) {
+      // Finding a group coordinator makes the broker create __consumer_offsets now, so the first
+      // consumer group in a test does not wait for (and log) COORDINATOR_NOT_AVAILABLE.
+      await admin.describeGroups(["test-broker-warmup"]);
+    }
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
+/** Resident set size of a process in bytes (`ps -o rss=`), `undefined` if there is none. */
+export async function processRssBytes(pid: number): Promise<number | undefined> {
+  const out = await new Deno.Command("ps", {
+    args: ["-o", "rss=", "-p", String(pid)],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const kib = Number(decode(out.stdout).trim());
+  return out.success && kib > 0 ? kib * 1024 : undefined;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Start a single-node KRaft Kafka broker on 127.0.0.1 and wait until it answers.
+ * Throws (after printing the tail of the broker log) if it does not within the timeout.
+ */
+export async function startBroker(options: StartBrokerOptions = {}): Promise<Broker> {
+  const t0 = performance.now();
+  const log = options.log ?? console.error;
+  const libs = await ensureKafkaJars(log);
+  const tJars = performance.now();
+
+  let [port, controllerPort] = twoFreePorts();
+  if (options.port !== undefined) port = options.port;
+  if (options.controllerPort !== undefined) controllerPort = options.controllerPort;
+  const bootstrapServers = `127.0.0.1:${port}`;
+  const dir = await Deno.makeTempDir({ prefix: "kafka-test-broker-" });
+  const dataDir = `${dir}/data`;
+  const logFile = `${dir}/broker.log`;
+  const cleanup = async () => {
+    if (!options.keepDir) await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+
+  const clusterId = randomClusterId();
+  const configFile = `${dir}/server.properties`;
+  await Deno.writeTextFile(
+    configFile,
+    serverProperties({ port, controllerPort, dataDir, extra: options.extraProperties ?? {} }),
+  );
+  await Deno.writeTextFile(
+    `${dir}/log4j2.properties`,
+    log4jProperties(options.brokerLogLevel ?? "INFO"),
+  );
+  await Deno.writeTextFile(`${dir}/log4j2-tools.properties`, log4jProperties("WARN"));
+
+  const jvm = [
+    "-cp",
+    `${libs}/*`,
+    `-Xmx${options.maxHeap ?? "512m"}`,
+    "-Xms64m",
+    "-Xss512k",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:CICompilerCount=1",
+    "-Djava.awt.headless=true",
+    "-Djava.net.preferIPv4Stack=true",
+  ];
+
+  // 1. Format the storage (a single-voter controller quorum: --standalone).
+  let format: Deno.CommandOutput;
+  try {
+    format = await new Deno.Command("java", {
+      args: [
+        ...jvm,
+        `-Dlog4j2.configurationFile=${dir}/log4j2-tools.properties`,
+        "kafka.tools.StorageTool",
+        "format",
+        "--cluster-id",
+        clusterId,
+        "--config",
+        configFile,
+        "--standalone",
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (e) {
+    await cleanup();
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error("Cannot start the Kafka broker: `java` (17 or newer) is not on the PATH.");
+    }
+    throw e;
+  }
+  if (!format.success) {
+    await cleanup();
+    throw new Error(
+      `Formatting Kafka storage failed (exit code ${format.code}):\n` +
+        (decode(format.stdout) + decode(format.stderr)).trim().split("\n").slice(-40).join("\n"),
+    );
+  }
+
+  // 2. Start the broker behind the watchdog, in its own session / process group.
+  const pidFile = `${dir}/java.pid`;
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      WATCHDOG,
+      "kafka-broker-watchdog",
+      String(Deno.pid),
+      logFile,
+      pidFile,
+      options.keepDir ? "" : dir,
+      "java",
+      ...jvm,
+      `-Dlog4j2.configurationFile=${dir}/log4j2.properties`,
+      `-Dkafka.logs.dir=${dir}`,
+      "kafka.Kafka",
+      configFile,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    detached: true, // setsid(): the watchdog leads a new session and process group
+  }).spawn();
+  const pgid = child.pid;
+  let exited: Deno.CommandStatus | undefined;
+  const statusPromise = child.status.then((s) => {
+    exited = s;
+    return s;
+  });
+
+  const killGroup = (signal: Deno.Signal) => {
+    try {
+      Deno.kill(-pgid, signal);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e; // NotFound (ESRCH): group already gone
+    }
+  };
+
+  let stopping: Promise<void> | undefined;
+  const stop = (graceMs = 10_000): Promise<void> => {
+    stopping ??= (async () => {
+      if (exited === undefined) {
+        killGroup("SIGTERM");
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timedOut = await Promise.race([
+          statusPromise.then(() => false),
+          new Promise<boolean>((r) => timer = setTimeout(() => r(true), graceMs)),
+        ]);
+        clearTimeout(timer);
+        if (timedOut) {
+          log(`Kafka broker did not stop within ${graceMs} ms: killing it (SIGKILL).`);
+        }
+      }
+      // Also reaches a java that outlived the watchdog, and the watchdog's poller.
+      killGroup("SIGKILL");
+      await statusPromise;
+      await cleanup();
+    })();
+    return stopping;
+  };
+
+  // 3. Wait until it answers.
+  const timeoutMs = options.startupTimeoutMs ?? 90_000;
+  const deadline = performance.now() + timeoutMs;
+  let ready = false;
+  while (performance.now() < deadline) {
+    if (exited !== undefined) break;
+    if (await tcpOpen(port)) {
+      ready = await brokerAnswers(bootstrapServers, false);
+      if (ready) break;
+    }
+    await sleep(200);
+  }
+  if (ready) ready = await brokerAnswers(bootstrapServers, true);
+  if (!ready) {
+    const why = exited !== undefined
+      ? `the broker process exited with code ${exited.code}`
+      : `it did not answer on ${bootstrapServers} within ${timeoutMs} ms`;
+    const logTail = await tail(logFile, 40);
+    const errors = await errorLines(logFile);
+    await stop(3000);
+    throw new Error(
+      `Kafka ${KAFKA_VERSION} test broker failed to start: ${why}.\n` +
+        (errors ? `--- ERROR lines of the broker log ---\n${errors}\n` : "") +
+        `--- last lines of the broker log (${logFile}) ---\n${logTail}`,
+    );
+  }
+
+  const javaPid = Number((await Deno.readTextFile(pidFile)).trim());
+  const startupMs = performance.now() - t0;
+  const jarsMs = tJars - t0;
+  log(
+    `Kafka ${KAFKA_VERSION} broker ready at ${bootstrapServers} in ` +
+      `${(startupMs / 1000).toFixed(1)} s` +
+      (jarsMs > 1000 ? ` (of which ${(jarsMs / 1000).toFixed(1)} s fetching jars)` : "") +
+      ` (pid ${javaPid}, log ${logFile})`,
+  );
+
+  return {
+    bootstrapServers,
+    clusterId,
+    dir,
+    logFile,
+    pgid,
+    javaPid,
+    startupMs,
+    exited: statusPromise,
+    rssBytes: () => processRssBytes(javaPid),
+    logTail: (lines = 60) => tail(logFile, lines),
+    stop,
+  };
+}
