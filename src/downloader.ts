@@ -171,10 +171,14 @@ export class Downloader {
         );
       });
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
-        const partitions = Object.values(event.payload.memberAssignment).flat().sort((a, b) => a - b);
+        const partitions = Object.values(event.payload.memberAssignment).flat().sort((a, b) =>
+          a - b
+        );
         this.#logger.info(
           `Consumer ${i + 1} of ${this.#o.consumers} joined the group with ${
-            partitions.length === 0 ? "no partitions" : `partition${partitions.length === 1 ? "" : "s"} ${partitions.join(", ")}`
+            partitions.length === 0
+              ? "no partitions"
+              : `partition${partitions.length === 1 ? "" : "s"} ${partitions.join(", ")}`
           }`,
         );
       });

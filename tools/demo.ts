@@ -31,7 +31,9 @@ async function makeTree(root: string): Promise<void> {
     const path = join(root, rel);
     await Deno.mkdir(join(path, ".."), { recursive: true });
     const bytes = new Uint8Array(size);
-    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65536)));
+    for (let i = 0; i < size; i += 65536) {
+      crypto.getRandomValues(bytes.subarray(i, Math.min(size, i + 65536)));
+    }
     await Deno.writeFile(path, bytes);
   }
 }
@@ -57,17 +59,25 @@ try {
   const files = await listFiles(source);
   say(`generated ${files.length} files in ${source}`);
 
-  const kafka = new Kafka({ clientId: "demo", brokers: bootstrap.split(","), logLevel: logLevel.NOTHING });
+  const kafka = new Kafka({
+    clientId: "demo",
+    brokers: bootstrap.split(","),
+    logLevel: logLevel.NOTHING,
+  });
   const topic = `demo-${Date.now()}`;
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ topics: [{ topic, numPartitions: 4, replicationFactor: 1 }], waitForLeaders: true });
+  await admin.createTopics({
+    topics: [{ topic, numPartitions: 4, replicationFactor: 1 }],
+    waitForLeaders: true,
+  });
   await admin.disconnect();
   registerCodecs();
   const producer = kafka.producer();
   await producer.connect();
   const sent = await produceFiles(producer, topic, source, files, {
-    onFile: (path, chunks) => say(`produced ${relative(source, path)} as ${chunks} chunk message(s)`),
+    onFile: (path, chunks) =>
+      say(`produced ${relative(source, path)} as ${chunks} chunk message(s)`),
   });
   await producer.disconnect();
   say(`produced ${sent} chunk messages to topic ${topic}; starting DataFileDownloadDirectory`);
