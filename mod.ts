@@ -47,16 +47,28 @@ export {
   type ProduceOptions,
 } from "./src/chunk_producer.ts";
 export { registerCodecs } from "./src/compression.ts";
-export { ConfigError, type ConfigFile, expandEnv, parseConfig, readSection } from "./src/config_file.ts";
+export {
+  ConfigError,
+  type ConfigFile,
+  expandEnv,
+  parseConfig,
+  readSection,
+} from "./src/config_file.ts";
 export { BUILTIN_CONFIGS } from "./src/builtin_configs.ts";
-export { AUTO_COMMIT_WARNING, kafkaSettings, type KafkaSettings } from "./src/kafka_options.ts";
+export { AUTO_COMMIT_WARNING, type KafkaSettings, kafkaSettings } from "./src/kafka_options.ts";
 export { type CliOptions, helpText, parseArgs, UsageError } from "./src/args.ts";
 export { resolveSettings, type RunSettings } from "./src/settings.ts";
-export { type DownloadStatus, Downloader, type DownloaderOptions } from "./src/downloader.ts";
+export { Downloader, type DownloaderOptions, type DownloadStatus } from "./src/downloader.ts";
 export { BadChunkError, type ChunkOutcome, FileAssembler } from "./src/file_assembler.ts";
 export { decideGeneration, type Generation } from "./src/generation.ts";
 export { createKafka } from "./src/kafka_client.ts";
 export { Level, Logger, type LoggerOptions } from "./src/logger.ts";
 export { compilePythonRegex, pythonMatch } from "./src/python_regex.ts";
 export { Quarantine } from "./src/quarantine.ts";
-export { LOG_FILE_NAME, relativeTarget, type RelativeTarget, STATE_DIR_NAME, UnsafePathError } from "./src/safe_path.ts";
+export {
+  LOG_FILE_NAME,
+  type RelativeTarget,
+  relativeTarget,
+  STATE_DIR_NAME,
+  UnsafePathError,
+} from "./src/safe_path.ts";

@@ -15,7 +15,13 @@ import { bootstrapServers, committedOffsets, endOffsets, testKafka } from "./_ka
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 
 /** The permissions the CLI runs with in tests (and in the README). */
-export const CLI_PERMISSIONS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"];
+export const CLI_PERMISSIONS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+  "--allow-sys",
+];
 
 /** A running CLI process. */
 export class CliProcess {
@@ -42,7 +48,9 @@ export class CliProcess {
         if (Deno.env.get("TEST_VERBOSE")) Deno.stderr.writeSync(bytes);
       }
     };
-    this.#reading = Promise.all([collect(this.child.stderr), collect(this.child.stdout)]).then(() => {});
+    this.#reading = Promise.all([collect(this.child.stderr), collect(this.child.stdout)]).then(
+      () => {},
+    );
     this.done = this.child.status;
   }
 
@@ -59,10 +67,17 @@ export class CliProcess {
   /** Waits until the output matches `pattern` `count` times. */
   async waitFor(pattern: RegExp, timeoutMs = 120_000, count = 1): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const global = new RegExp(pattern.source, pattern.flags.includes("g") ? pattern.flags : pattern.flags + "g");
+    const global = new RegExp(
+      pattern.source,
+      pattern.flags.includes("g") ? pattern.flags : pattern.flags + "g",
+    );
     while ((this.#stderr.match(global)?.length ?? 0) < count) {
       if (Date.now() > deadline) {
-        throw new Error(`Timed out waiting for ${pattern} x${count}; output so far:\n${this.#stderr.slice(-4000)}`);
+        throw new Error(
+          `Timed out waiting for ${pattern} x${count}; output so far:\n${
+            this.#stderr.slice(-4000)
+          }`,
+        );
       }
       const exited = await Promise.race([this.done.then(() => true), sleep(100).then(() => false)]);
       if (exited && (this.#stderr.match(global)?.length ?? 0) < count) {
@@ -132,7 +147,11 @@ export async function treeDigest(dir: string): Promise<Map<string, string>> {
 }
 
 /** Asserts that `out` holds exactly the files of `src` whose relative path passes `filter`, byte-identical. */
-export async function assertSameTree(src: string, out: string, filter: (rel: string) => boolean = () => true) {
+export async function assertSameTree(
+  src: string,
+  out: string,
+  filter: (rel: string) => boolean = () => true,
+) {
   const expected = new Map([...await treeDigest(src)].filter(([rel]) => filter(rel)));
   const actual = await treeDigest(out);
   assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort());
@@ -140,22 +159,40 @@ export async function assertSameTree(src: string, out: string, filter: (rel: str
 }
 
 /** Produces every file under `root` to `topic` as chunk messages. Returns the number of chunks. */
-export async function produceTree(topic: string, root: string, files?: string[], chunkSize?: number): Promise<number> {
+export async function produceTree(
+  topic: string,
+  root: string,
+  files?: string[],
+  chunkSize?: number,
+): Promise<number> {
   registerCodecs();
   const producer = testKafka().producer();
   await producer.connect();
   try {
-    return await produceFiles(producer, topic, root, files ?? await listFiles(root), chunkSize ? { chunkSize } : {});
+    return await produceFiles(
+      producer,
+      topic,
+      root,
+      files ?? await listFiles(root),
+      chunkSize ? { chunkSize } : {},
+    );
   } finally {
     await producer.disconnect();
   }
 }
 
 /** Waits until `groupId` has committed every partition of `topic` up to its end. */
-export async function waitForCommitted(groupId: string, topic: string, timeoutMs = 120_000): Promise<void> {
+export async function waitForCommitted(
+  groupId: string,
+  topic: string,
+  timeoutMs = 120_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (true) {
-    const [committed, end] = await Promise.all([committedOffsets(groupId, topic), endOffsets(topic)]);
+    const [committed, end] = await Promise.all([
+      committedOffsets(groupId, topic),
+      endOffsets(topic),
+    ]);
     if ([...end].every(([p, high]) => high === 0n || committed.get(p) === high)) return;
     if (Date.now() > deadline) {
       throw new Error(`Timed out waiting for commits: committed ${[...committed]} end ${[...end]}`);

@@ -51,7 +51,11 @@ for (const threads of [1, 4]) {
     await cli.waitFor(completed, 180_000, files);
     await waitForCommitted(group, topic);
     await cli.send("check");
-    await cli.waitFor(new RegExp(`\\d+ messages read, \\d+ messages processed, ${files} files completely reconstructed`));
+    await cli.waitFor(
+      new RegExp(
+        `\\d+ messages read, \\d+ messages processed, ${files} files completely reconstructed`,
+      ),
+    );
     assert.equal(await cli.quit(), 0);
     await assertSameTree(root, out);
     assert.match(cli.output, /shut down/);
@@ -81,7 +85,9 @@ for (const threads of [1, 4]) {
     assert.ok(consumed >= 1 && consumed <= threads, `${consumed} messages consumed`);
     await assertSameTree(root, out);
     const [committed, end] = await Promise.all([committedOffsets(group, topic), endOffsets(topic)]);
-    for (const [partition, high] of end) if (high > 0n) assert.equal(committed.get(partition), high);
+    for (const [partition, high] of end) {
+      if (high > 0n) assert.equal(committed.get(partition), high);
+    }
   });
 }
 
@@ -105,7 +111,11 @@ Deno.test("--download_regex rebuilds only the files whose relative path matches 
   await cli.waitFor(completed, 180_000, 2);
   await waitForCommitted(group, topic);
   assert.equal(await cli.quit(), 0);
-  await assertSameTree(root, out, (rel) => rel === "a/exactly_one_chunk.dat" || rel === "a/b/one_chunk_plus_one.dat");
+  await assertSameTree(
+    root,
+    out,
+    (rel) => rel === "a/exactly_one_chunk.dat" || rel === "a/b/one_chunk_plus_one.dat",
+  );
 });
 
 Deno.test("q on stdin ends the program with exit 0 even before any message arrives", async () => {
