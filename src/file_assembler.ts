@@ -435,6 +435,8 @@ export class FileAssembler {
   }
 
   async #startGeneration(id: string, target: RelativeTarget, g: Generation): Promise<InProgress> {
+    // Refuse a path that cannot be published (a symlink out, a file in the way) before accepting anything.
+    await this.#makeSafeDir(dirname(join(this.#outputDir, target.path)));
     const base = join(this.#partialDir, id);
     const handle = await open(`${base}.data`, "w+");
     const file: InProgress = {

@@ -96,13 +96,25 @@ export function kafkaLibsDir(version: string = KAFKA_VERSION): string {
   return new URL(`.cache/kafka/${version}/libs`, REPO_ROOT).pathname;
 }
 
-/** Marker written once all jars have been copied. */
+/**
+ * Marker written once all jars have been copied. Its first line is a hash of pom.xml, so editing
+ * the pom (e.g. its dependencies) makes the next run fetch again.
+ */
 const MARKER = ".complete";
 
-async function exists(path: string): Promise<boolean> {
+async function pomStamp(version: string): Promise<string> {
+  const pom = await Deno.readFile(POM);
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new Uint8Array([...new TextEncoder().encode(`${version}\n`), ...pom]),
+  );
+  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `pom-sha256 ${hex}`;
+}
+
+async function markerMatches(libs: string, stamp: string): Promise<boolean> {
   try {
-    await Deno.stat(path);
-    return true;
+    return (await Deno.readTextFile(`${libs}/${MARKER}`)).split("\n")[0] === stamp;
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return false;
     throw e;
@@ -122,7 +134,8 @@ export async function ensureKafkaJars(
   version: string = KAFKA_VERSION,
 ): Promise<string> {
   const libs = kafkaLibsDir(version);
-  if (await exists(`${libs}/${MARKER}`)) return libs;
+  const stamp = await pomStamp(version);
+  if (await markerMatches(libs, stamp)) return libs;
 
   log(
     `Fetching Apache Kafka ${version} jars with Maven into .cache/kafka/${version}/libs ` +
@@ -180,7 +193,7 @@ export async function ensureKafkaJars(
         `Maven succeeded but kafka_2.13-${version}.jar is not among the fetched jars in ${staging}`,
       );
     }
-    await Deno.writeTextFile(`${staging}/${MARKER}`, jars.sort().join("\n") + "\n");
+    await Deno.writeTextFile(`${staging}/${MARKER}`, [stamp, ...jars.sort()].join("\n") + "\n");
     try {
       await Deno.remove(libs, { recursive: true });
     } catch (e) {
@@ -190,7 +203,7 @@ export async function ensureKafkaJars(
       await Deno.rename(staging, libs);
     } catch (e) {
       // Another process finished the same fetch first: use its copy.
-      if (!(await exists(`${libs}/${MARKER}`))) throw e;
+      if (!(await markerMatches(libs, stamp))) throw e;
     }
     log(
       `Fetched ${jars.length} jars in ${((performance.now() - started) / 1000).toFixed(1)} s.`,

@@ -12,6 +12,9 @@
  * `deno task test tests/broker_test.ts` or `deno task test --filter roundtrip`.
  * The exit code is `deno test`'s.
  *
+ * Note: `deno test`'s default globs match any file named `test.ts`; deno.json's `test.include`
+ * (src/, tests/) keeps this file from being collected as a test module.
+ *
  * @module
  */
 
