@@ -1,0 +1,92 @@
+/**
+ * SIGKILL at random moments, restart with the same group: every file completes byte-identical and
+ * no partial or state file is left behind.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { chunkKey, encodeChunk } from "../src/chunk_codec.ts";
+import { chunksOfFile, listFiles } from "../src/chunk_producer.ts";
+import { registerCodecs } from "../src/compression.ts";
+import { STATE_DIR_NAME } from "../src/safe_path.ts";
+import { assertSameTree, CliProcess, join, sleep, tempDir, waitForCommitted, writeRandomFile } from "./_cli.ts";
+import { bootstrapServers, createTopic, testKafka, uniqueGroupId } from "./_kafka.ts";
+import { CompressionTypes } from "kafkajs";
+
+const KILLS = 10;
+
+/** A config with a short session timeout, so that a killed member leaves the group quickly. */
+async function fastConfig(dir: string): Promise<string> {
+  const path = join(dir, "fast_rejoin.config");
+  await Deno.writeTextFile(
+    path,
+    `[broker]
+bootstrap.servers = ${bootstrapServers()}
+
+[consumer]
+auto.offset.reset = earliest
+enable.auto.commit = False
+session.timeout.ms = 6000
+heartbeat.interval.ms = 500
+`,
+  );
+  return path;
+}
+
+Deno.test(`${KILLS} SIGKILLs at random moments, each followed by a restart, lose nothing`, async () => {
+  const root = await tempDir("src");
+  const sizes = [9_000_000, 5_000_000, 3_000_000, 1_000_000, 300_000, 70_000, 1];
+  for (const [i, size] of sizes.entries()) await writeRandomFile(join(root, `d${i % 3}/sub ${i}/f${i}.bin`), size);
+  const out = await tempDir("out");
+  const config = await fastConfig(await tempDir("cfg"));
+  const topic = await createTopic(4, "kill");
+  const group = uniqueGroupId("kill");
+
+  // Every chunk of every file (64 KiB chunks), shuffled, produced in KILLS + 1 slices: one before
+  // each run, so that files are in flight across the kills.
+  const messages: { key: string; value: Buffer }[] = [];
+  for (const path of await listFiles(root)) {
+    for await (const c of chunksOfFile(path, root, 65536)) {
+      const v = encodeChunk(c);
+      messages.push({ key: chunkKey(c), value: Buffer.from(v.buffer, v.byteOffset, v.byteLength) });
+    }
+  }
+  for (let i = messages.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [messages[i], messages[j]] = [messages[j]!, messages[i]!];
+  }
+  registerCodecs();
+  const producer = testKafka().producer();
+  await producer.connect();
+  const slice = Math.ceil(messages.length / (KILLS + 1));
+  const args = [out, "--config", config, "--topic_name", topic, "--consumer_group_id", group, "--n_threads", "2"];
+  let resumedRuns = 0;
+  for (let run = 0; run < KILLS; run++) {
+    await producer.send({
+      topic,
+      compression: CompressionTypes.LZ4,
+      messages: messages.slice(run * slice, (run + 1) * slice),
+    });
+    const cli = new CliProcess(args);
+    if (/Resuming \d+ files? left in progress/.test((await cli.waitFor(/joined the group/, 120_000), cli.output))) {
+      resumedRuns++;
+    }
+    await sleep(Math.random() * 1500);
+    await cli.kill("SIGKILL");
+  }
+  await producer.send({ topic, compression: CompressionTypes.LZ4, messages: messages.slice(KILLS * slice) });
+  await producer.disconnect();
+
+  const last = new CliProcess(args);
+  await waitForCommitted(group, topic, 180_000);
+  await last.send("check");
+  await last.waitFor(/files completely reconstructed so far/);
+  assert.equal(await last.quit(), 0);
+  await assertSameTree(root, out);
+  const partial: string[] = [];
+  for await (const e of Deno.readDir(join(out, STATE_DIR_NAME, "partial"))) partial.push(e.name);
+  assert.deepEqual(partial, []);
+  assert.doesNotMatch(last.output, /\(in progress/);
+  // The kills really interrupted files in flight.
+  assert.ok(resumedRuns > 0, "no run found files left in progress by the previous kill");
+  console.log(`${messages.length} chunks, ${resumedRuns} of ${KILLS} restarts resumed files in progress`);
+});
