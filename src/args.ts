@@ -236,11 +236,26 @@ export function helpText(): string {
   return lines.join("\n");
 }
 
-/** Parses a level name or a number ≥ 0. */
+/** Python `int()` of a string: optional sign, digits with single `_` between them, spaces around. */
+function pythonInt(text: string): number | undefined {
+  return /^\s*[+-]?\d+(?:_\d+)*\s*$/.test(text) ? Number(text.replace(/_/g, "")) : undefined;
+}
+
+/** Python `float()` of a decimal string (`inf` and `nan` are refused: they make no sense here). */
+function pythonFloat(text: string): number | undefined {
+  const digits = "\\d+(?:_\\d+)*";
+  const decimal = new RegExp(
+    `^\\s*[+-]?(?:${digits}(?:\\.(?:${digits})?)?|\\.${digits})(?:[eE][+-]?${digits})?\\s*$`,
+  );
+  return decimal.test(text) ? Number(text.replace(/_/g, "")) : undefined;
+}
+
+/** Parses a level name (any case) or a whole number ≥ 0, as the reference does. */
 export function parseLevel(text: string): number | undefined {
   const named = LEVELS[text.toLowerCase()];
   if (named !== undefined) return named;
-  return /^\d+$/.test(text) ? Number(text) : undefined;
+  const n = pythonInt(text);
+  return n !== undefined && n >= 0 ? n : undefined;
 }
 
 function convert(o: OptionSpec, raw: string): CliOptions[OptionSpec["key"]] {
@@ -251,16 +266,18 @@ function convert(o: OptionSpec, raw: string): CliOptions[OptionSpec["key"]] {
     case "flag":
       return raw;
     case "positive_int": {
-      if (!/^\s*[+-]?\d+\s*$/.test(raw) || Number(raw) < 1) throw invalid("positive_int");
-      return Number(raw);
+      const n = pythonInt(raw);
+      if (n === undefined || n < 1) throw invalid("positive_int");
+      return n;
     }
     case "int": {
-      if (!/^\s*[+-]?\d+\s*$/.test(raw)) throw invalid("int");
-      return Number(raw);
+      const n = pythonInt(raw);
+      if (n === undefined) throw invalid("int");
+      return n;
     }
     case "nonneg_float": {
-      const n = Number(raw);
-      if (raw.trim() === "" || !Number.isFinite(n) || n < 0) throw invalid("non-negative float");
+      const n = pythonFloat(raw);
+      if (n === undefined || !Number.isFinite(n) || n < 0) throw invalid("non-negative float");
       return n;
     }
     case "level": {
@@ -281,79 +298,68 @@ function convert(o: OptionSpec, raw: string): CliOptions[OptionSpec["key"]] {
   }
 }
 
-function findOption(flag: string): OptionSpec {
-  const exact = OPTIONS.find((o) => o.flag === flag);
+/** What one command-line word is, as argparse classifies it before consuming anything. */
+type Word =
+  | { kind: "positional" }
+  | { kind: "unknown" }
+  | { kind: "help"; explicit: string | undefined }
+  | { kind: "option"; spec: OptionSpec; explicit: string | undefined };
+
+const HELP = "--help";
+const NEGATIVE_NUMBER = /^-\d+$|^-\d*\.\d+$/;
+
+function resolveFlag(flag: string, explicit: string | undefined): Word | undefined {
+  if (flag === "-h" || flag === HELP) return { kind: "help", explicit };
+  const spec = OPTIONS.find((o) => o.flag === flag);
+  return spec ? { kind: "option", spec, explicit } : undefined;
+}
+
+/**
+ * Classifies a word as argparse's `_parse_optional` does: exact flags, `--flag=value`, then
+ * unambiguous prefixes of long flags (`--help` included), then negative numbers and words with
+ * a space as positionals.
+ */
+function classify(arg: string): Word {
+  if (!arg.startsWith("-") || arg === "-") return { kind: "positional" };
+  const exact = resolveFlag(arg, undefined);
   if (exact) return exact;
-  const matches = OPTIONS.filter((o) => o.flag.startsWith(flag));
-  if (matches.length === 1 && matches[0]) return matches[0];
-  if (matches.length > 1) {
-    throw new UsageError(
-      `ambiguous option: ${flag} could match ${matches.map((o) => o.flag).join(", ")}`,
-    );
+  const eq = arg.indexOf("=");
+  const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+  const explicit = eq >= 0 ? arg.slice(eq + 1) : undefined;
+  if (eq >= 0) {
+    const withValue = resolveFlag(flag, explicit);
+    if (withValue) return withValue;
   }
-  throw new UsageError(`unrecognized arguments: ${flag}`);
+  if (arg.startsWith("--")) {
+    const matches = [HELP, ...OPTIONS.map((o) => o.flag)].filter((f) => f.startsWith(flag));
+    if (matches.length > 1) {
+      throw new UsageError(`ambiguous option: ${arg} could match ${matches.join(", ")}`);
+    }
+    if (matches[0] !== undefined) return resolveFlag(matches[0], explicit) as Word;
+  } else if (arg.startsWith("-h")) {
+    // "-hX": the short help flag with an attached argument.
+    return { kind: "help", explicit: arg.slice(2) };
+  }
+  if (NEGATIVE_NUMBER.test(arg) || arg.includes(" ")) return { kind: "positional" };
+  return { kind: "unknown" };
 }
 
 /** Result of parsing: options, or a request for help. */
 export type ParseResult = { help: true } | { help: false; options: CliOptions };
 
 /**
- * Parses and validates the arguments.
+ * Parses and validates the arguments in argparse's order: every word is classified first (an
+ * ambiguous prefix is an error even after `-h`), then the words are consumed from left to
+ * right (an invalid value before `-h` is an error, `-h` before it wins), and only then are a
+ * missing `output_dir` and unrecognized words reported.
  *
  * @throws {UsageError} for anything argparse would reject.
  */
 export function parseArgs(argv: readonly string[]): ParseResult {
-  const given = new Map<OptionSpec, string>();
-  const positionals: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? "";
-    if (
-      arg === "-h" || arg === "--help" ||
-      (arg.startsWith("--h") && "--help".startsWith(arg) && arg.length > 2)
-    ) {
-      return { help: true };
-    }
-    if (arg === "--") {
-      positionals.push(...argv.slice(i + 1));
-      break;
-    }
-    if (arg.startsWith("--")) {
-      const eq = arg.indexOf("=");
-      const spec = findOption(eq >= 0 ? arg.slice(0, eq) : arg);
-      if (spec.kind === "flag") {
-        if (eq >= 0) {
-          throw new UsageError(
-            `argument ${spec.flag}: ignored explicit argument '${arg.slice(eq + 1)}'`,
-          );
-        }
-        given.set(spec, "true");
-        continue;
-      }
-      let value: string | undefined;
-      if (eq >= 0) value = arg.slice(eq + 1);
-      else {
-        const next = argv[i + 1];
-        if (next !== undefined && (!next.startsWith("-") || /^-\d/.test(next))) {
-          value = next;
-          i++;
-        }
-      }
-      if (value === undefined) throw new UsageError(`argument ${spec.flag}: expected one argument`);
-      given.set(spec, value);
-      continue;
-    }
-    if (arg.startsWith("-") && arg.length > 1 && !/^-\d/.test(arg)) {
-      throw new UsageError(`unrecognized arguments: ${arg}`);
-    }
-    positionals.push(arg);
-  }
-  if (positionals.length === 0) {
-    throw new UsageError("the following arguments are required: output_dir");
-  }
-  if (positionals.length > 1) {
-    throw new UsageError(`unrecognized arguments: ${positionals.slice(1).join(" ")}`);
-  }
-
+  const dashes = argv.indexOf("--");
+  const words = argv.map((arg, i) =>
+    dashes >= 0 && i >= dashes ? { kind: "positional" } as const : classify(arg)
+  );
   const values: Record<string, unknown> = {
     consumerGroupId: undefined,
     downloadRegex: undefined,
@@ -364,15 +370,55 @@ export function parseArgs(argv: readonly string[]): ParseResult {
     logProgramId: undefined,
     treatUndecryptableAsPlaintext: false,
   };
+  const given = new Set<OptionSpec["key"]>();
+  const positionals: string[] = [];
+  const extras: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const word = words[i] as Word;
+    if (i === dashes) continue;
+    if (word.kind === "positional") {
+      // One positional (output_dir); any further one is unrecognized.
+      (positionals.length === 0 ? positionals : extras).push(arg);
+      continue;
+    }
+    if (word.kind === "unknown") {
+      extras.push(arg);
+      continue;
+    }
+    if (word.kind === "help") {
+      if (word.explicit !== undefined) {
+        throw new UsageError(`argument -h/--help: ignored explicit argument '${word.explicit}'`);
+      }
+      return { help: true };
+    }
+    const { spec, explicit } = word;
+    if (spec.kind === "flag") {
+      if (explicit !== undefined) {
+        throw new UsageError(`argument ${spec.flag}: ignored explicit argument '${explicit}'`);
+      }
+      values[spec.key] = true;
+      continue;
+    }
+    let raw = explicit;
+    if (raw === undefined && i + 1 !== dashes && words[i + 1]?.kind === "positional") {
+      raw = argv[++i];
+    }
+    if (raw === undefined) throw new UsageError(`argument ${spec.flag}: expected one argument`);
+    const value = convert(spec, raw);
+    if (spec.flag === "--producer_topic_name") continue;
+    values[spec.key] = value;
+    given.add(spec.key);
+  }
+  if (positionals.length === 0) {
+    throw new UsageError("the following arguments are required: output_dir");
+  }
+  if (extras.length > 0) throw new UsageError(`unrecognized arguments: ${extras.join(" ")}`);
   for (const o of OPTIONS) {
-    if (o.flag === "--producer_topic_name" || o.kind === "flag") continue;
+    if (o.flag === "--producer_topic_name" || o.kind === "flag" || given.has(o.key)) continue;
     if (o.default !== undefined && o.key !== "consumerGroupId") {
       values[o.key] = convert(o, o.default);
     }
-  }
-  for (const [o, raw] of given) {
-    if (o.flag === "--producer_topic_name") continue;
-    values[o.key] = o.kind === "flag" ? true : convert(o, raw);
   }
   const options = { ...values, outputDir: positionals[0] } as unknown as CliOptions;
   // Topic resolution of the reference: a consumer topic other than "test" wins.

@@ -32,14 +32,31 @@ export class ConfigError extends Error {
 }
 
 const DEFAULT_SECTION = "DEFAULT";
-const SECTION_RE = /^\[(.+)\]/;
-const OPTION_RE = /^(.*?)\s*([=:])\s*(.*)$/;
+/** Python's `str.isspace()` characters: what `strip()` removes and `\s` matches in configparser. */
+const SPACE =
+  "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+const SECTION_RE = /^\[(.+)\]/s;
+const OPTION_RE = new RegExp(`^(.*?)[${SPACE}]*([=:])[${SPACE}]*(.*)$`, "s");
+const LEADING_SPACE = new RegExp(`^[${SPACE}]+`);
+const TRAILING_SPACE = new RegExp(`[${SPACE}]+$`);
+
+/** Python `str.strip()` (JavaScript's `trim()` differs: it strips U+FEFF, keeps U+001C–U+001F). */
+function strip(text: string): string {
+  return rstrip(text.replace(LEADING_SPACE, ""));
+}
+
+/** Python `str.rstrip()`. */
+function rstrip(text: string): string {
+  return text.replace(TRAILING_SPACE, "");
+}
 
 /** Parses config text with Python configparser's default rules. */
 export function parseConfig(text: string, path = "<config>"): ConfigFile {
   const defaults = new Map<string, string[]>();
   const sections = new Map<string, Map<string, string[]>>();
-  const seen = new Set<string>();
+  const seenSections = new Set<string>();
+  /** Keys seen per section name (`[DEFAULT]` included), for duplicate detection. */
+  const seenKeys = new Map<string, Set<string>>();
   let current: Map<string, string[]> | null = null;
   let sectionName = "";
   let option: string | null = null;
@@ -47,14 +64,14 @@ export function parseConfig(text: string, path = "<config>"): ConfigFile {
   const lines = text.replace(/^\uFEFF/, "").split(/\r\n|\n|\r/);
   lines.forEach((line, index) => {
     const lineNo = index + 1;
-    const trimmed = line.trim();
+    const trimmed = strip(line);
     const isComment = trimmed.startsWith("#") || trimmed.startsWith(";");
     if (isComment || trimmed === "") {
       // Blank lines inside a value are kept; comment lines are dropped.
       if (!isComment && current && option) current.get(option)?.push("");
       return;
     }
-    const indent = line.length - line.trimStart().length;
+    const indent = line.length - line.replace(LEADING_SPACE, "").length;
     if (current && option && indent > indentLevel) {
       current.get(option)?.push(trimmed);
       return;
@@ -66,12 +83,12 @@ export function parseConfig(text: string, path = "<config>"): ConfigFile {
       if (sectionName === DEFAULT_SECTION) {
         current = defaults;
       } else {
-        if (seen.has(`[${sectionName}]`)) {
+        if (seenSections.has(sectionName)) {
           throw new ConfigError(
             `Cannot read config file ${path}: section [${sectionName}] appears twice (line ${lineNo}); merge the two sections`,
           );
         }
-        seen.add(`[${sectionName}]`);
+        seenSections.add(sectionName);
         current = new Map();
         sections.set(sectionName, current);
       }
@@ -84,7 +101,7 @@ export function parseConfig(text: string, path = "<config>"): ConfigFile {
       );
     }
     const match = OPTION_RE.exec(trimmed);
-    const key = match?.[1]?.trimEnd().toLowerCase();
+    const key = match?.[1] === undefined ? undefined : rstrip(match[1]).toLowerCase();
     if (!match || !key) {
       throw new ConfigError(
         `Cannot read config file ${path}: line ${lineNo} (${
@@ -92,18 +109,19 @@ export function parseConfig(text: string, path = "<config>"): ConfigFile {
         }) is not "key = value"`,
       );
     }
-    const id = `[${sectionName}]${key}`;
-    if (seen.has(id)) {
+    const keysSeen = seenKeys.get(sectionName) ?? new Set<string>();
+    seenKeys.set(sectionName, keysSeen);
+    if (keysSeen.has(key)) {
       throw new ConfigError(
         `Cannot read config file ${path}: key "${key}" appears twice in [${sectionName}] (line ${lineNo}); keep one`,
       );
     }
-    seen.add(id);
+    keysSeen.add(key);
     option = key;
-    current.set(key, [(match[3] ?? "").trim()]);
+    current.set(key, [strip(match[3] ?? "")]);
   });
   const join = (section: Map<string, string[]>) =>
-    new Map([...section].map(([k, v]) => [k, v.join("\n").trimEnd()]));
+    new Map([...section].map(([k, v]) => [k, rstrip(v.join("\n"))]));
   return {
     path,
     defaults: join(defaults),
@@ -119,7 +137,7 @@ function interpolate(
   key: string,
   raw: string,
   lookup: (key: string) => string | undefined,
-  depth = 0,
+  depth = 1,
 ): string {
   if (depth > MAX_INTERPOLATION_DEPTH) {
     throw new ConfigError(
@@ -156,7 +174,10 @@ function interpolate(
         `Cannot read config file ${config.path}: [${section}] ${key} refers to %(${name})s, which is not a key of [${section}] or [DEFAULT]`,
       );
     }
-    out += interpolate(config, section, name, value, lookup, depth + 1);
+    // As Python: only a value with a "%" in it is interpolated further (one level deeper).
+    out += value.includes("%")
+      ? interpolate(config, section, key, value, lookup, depth + 1)
+      : value;
     rest = rest.slice(ref[0].length);
   }
   return out;
@@ -173,20 +194,40 @@ export function expandEnv(
   env: (name: string) => string | undefined,
 ): string {
   if (!value.startsWith("$")) return value;
+  const lookup = (name: string): string | undefined => {
+    // A name the environment cannot hold ("", "A=B") is unset, as for Python's os.environ;
+    // Deno.env.get throws on those instead.
+    try {
+      return name === "" ? undefined : env(name);
+    } catch {
+      return undefined;
+    }
+  };
   const expanded = value.replace(/\$(\w+|\{[^}]*\})/g, (whole, ref: string) => {
     const name = ref.startsWith("{") ? ref.slice(1, -1) : ref;
-    return env(name) ?? whole;
+    return lookup(name) ?? whole;
   });
   if (expanded === value) {
-    const names = [...value.matchAll(/\$(\w+|\{[^}]*\})/g)].map((m) =>
-      (m[1] ?? "").replace(/[{}]/g, "")
-    );
+    const names = [
+      ...new Set(
+        [...value.matchAll(/\$(\w+|\{[^}]*\})/g)]
+          .map((m) => (m[1] ?? "").replace(/^\{|\}$/g, ""))
+          .filter((name) => name !== ""),
+      ),
+    ];
+    if (names.length === 0) {
+      throw new ConfigError(
+        `Cannot use ${where}: the value ${
+          JSON.stringify(value)
+        } starts with "$" but names no environment variable; write $NAME or \${NAME}, or write the value without "$"`,
+      );
+    }
     throw new ConfigError(
-      `Cannot use ${where}: the environment variable ${
-        names.join(", ") || value
-      } is not set; set it (for example \`export ${
-        names[0] ?? "NAME"
-      }=...\`) or write the value into the file`,
+      `Cannot use ${where}: ${
+        names.length === 1
+          ? `the environment variable ${names[0]} is not set`
+          : `none of the environment variables ${names.join(", ")} is set`
+      }; set it (for example \`export ${names[0]}=...\`) or write the value into the file`,
     );
   }
   return expanded;
@@ -203,7 +244,8 @@ export function readSection(
 ): Map<string, string> | undefined {
   const own = config.sections.get(section);
   if (!own) return undefined;
-  const merged = new Map([...config.defaults, ...own]);
+  // Python's order: the section's own keys, then the inherited [DEFAULT] keys it does not set.
+  const merged = new Map([...own, ...[...config.defaults].filter(([key]) => !own.has(key))]);
   const lookup = (key: string) => merged.get(key);
   const out = new Map<string, string>();
   for (const [key, raw] of merged) {

@@ -247,7 +247,7 @@ export function kafkaSettings(
     }
     const m = (mechanism ?? "PLAIN").toLowerCase() as "plain" | "scram-sha-256" | "scram-sha-512";
     client.sasl = { mechanism: m, username, password } as SASLOptions;
-  } else if (mechanism !== undefined || username !== undefined) {
+  } else if (mechanism !== undefined || username !== undefined || password !== undefined) {
     warnings.push(
       `sasl.* keys in ${where} are not used because security.protocol is ${protocol.toUpperCase()}; set it to SASL_SSL or SASL_PLAINTEXT`,
     );
