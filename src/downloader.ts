@@ -84,6 +84,7 @@ export class Downloader {
   readonly #consumers: Consumer[] = [];
   #stopping = false;
   #starting: Promise<void> | undefined;
+  #lock: Deno.FsFile | undefined;
   #wake: (() => void) | undefined;
   #counts = {
     messagesRead: 0,
@@ -140,6 +141,7 @@ export class Downloader {
   }
 
   async #start(): Promise<void> {
+    await this.#lockOutputDir();
     await this.#quarantine.open();
     await this.#assembler.open();
     const admin = this.#o.kafka.admin();
@@ -193,6 +195,25 @@ export class Downloader {
         eachBatch: (payload) => this.#eachBatch(consumer, payload),
       });
     }
+  }
+
+  /** One process per output directory: two would overwrite each other's partial files. */
+  async #lockOutputDir(): Promise<void> {
+    const stateDir = join(this.#o.outputDir, STATE_DIR_NAME);
+    await Deno.mkdir(stateDir, { recursive: true });
+    const file = await Deno.open(join(stateDir, "lock"), { create: true, write: true });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const locked = await Promise.race([
+      file.lock(true).then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 2000))),
+    ]);
+    clearTimeout(timer);
+    if (!locked) {
+      throw new Error(
+        `Another DataFileDownloadDirectory is already writing to ${this.#o.outputDir} (it holds ${STATE_DIR_NAME}/lock); stop it, or give this one another output directory`,
+      );
+    }
+    this.#lock = file;
   }
 
   async #waitForTopic(admin: Admin): Promise<void> {
@@ -378,6 +399,10 @@ export class Downloader {
     this.#wake?.();
     await this.#starting?.catch(() => {});
     await Promise.all(this.#consumers.map((c) => c.disconnect().catch(() => {})));
-    await this.#assembler.close();
+    if (this.#lock) {
+      await this.#assembler.close();
+      this.#lock.close();
+      this.#lock = undefined;
+    }
   }
 }
