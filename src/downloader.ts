@@ -144,7 +144,9 @@ export class Downloader {
     await this.#lockOutputDir();
     await this.#quarantine.open();
     await this.#assembler.open();
-    const admin = this.#o.kafka.admin();
+    const admin = this.#o.kafka.admin({
+      retry: { retries: 1, initialRetryTime: 300, maxRetryTime: 1000 },
+    });
     try {
       await this.#waitForTopic(admin);
       if (this.#o.offsetReset === "none") await this.#requireCommittedOffsets(admin);
@@ -216,35 +218,36 @@ export class Downloader {
     this.#lock = file;
   }
 
+  /** Waits, with a repeating message, until the broker answers and the topic exists. */
   async #waitForTopic(admin: Admin): Promise<void> {
     const wait = this.#o.brokerWaitSeconds ?? 5;
     let connected = false;
     while (!this.#stopping) {
+      let problem: string;
       try {
         if (!connected) {
           await admin.connect();
           connected = true;
         }
         const topics = await admin.listTopics();
-        if (!topics.includes(this.#o.topic)) {
-          throw new Error(
-            `The topic "${this.#o.topic}" does not exist on the broker; create it or check --topic_name (topics there: ${
-              topics.filter((t) => !t.startsWith("__")).slice(0, 10).join(", ") || "none"
-            })`,
-          );
-        }
-        return;
+        if (topics.includes(this.#o.topic)) return;
+        problem =
+          `the topic "${this.#o.topic}" does not exist on the broker yet (check --topic_name; topics there: ${
+            topics.filter((t) => !t.startsWith("__")).slice(0, 10).join(", ") || "none"
+          })`;
       } catch (error) {
-        if (error instanceof Error && error.message.startsWith("The topic")) throw error;
-        this.#logger.warning(
-          `Waiting for the Kafka broker (${
-            error instanceof Error ? error.message : error
-          }); retrying in ${wait} s`,
-        );
+        problem = `Waiting for the Kafka broker (${
+          error instanceof Error ? error.message : error
+        })`;
         connected = false;
         await admin.disconnect().catch(() => {});
-        await this.#sleep(wait);
       }
+      this.#logger.warning(
+        `${
+          problem.startsWith("Waiting") ? problem : `Waiting: ${problem}`
+        }; retrying in ${wait} s (q to quit)`,
+      );
+      await this.#sleep(wait);
     }
   }
 

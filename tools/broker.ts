@@ -84,6 +84,12 @@ export interface StartBrokerOptions {
   brokerLogLevel?: "TRACE" | "DEBUG" | "INFO" | "WARN" | "ERROR";
   /** Keep {@linkcode Broker.dir} after stop / failed start (for debugging). Default false. */
   keepDir?: boolean;
+  /**
+   * Keep the broker's data in this folder instead of the temporary directory, and do not delete
+   * it on stop: a broker started again with the same `dataDir` and ports has the same topics,
+   * records and committed offsets (for broker restart tests). Formatted only when new.
+   */
+  dataDir?: string;
   /** Where progress lines go. Default `console.error`; pass `() => {}` to silence. */
   log?: (line: string) => void;
 }
@@ -442,7 +448,13 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
   if (options.controllerPort !== undefined) controllerPort = options.controllerPort;
   const bootstrapServers = `127.0.0.1:${port}`;
   const dir = await Deno.makeTempDir({ prefix: "kafka-test-broker-" });
-  const dataDir = `${dir}/data`;
+  const dataDir = options.dataDir ?? `${dir}/data`;
+  let formatted = false;
+  try {
+    formatted = (await Deno.stat(`${dataDir}/meta.properties`)).isFile;
+  } catch {
+    // a new data folder
+  }
   const logFile = `${dir}/broker.log`;
   const cleanup = async () => {
     if (!options.keepDir) await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -473,33 +485,35 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
     "-Djava.net.preferIPv4Stack=true",
   ];
 
-  // 1. Format the storage (a single-voter controller quorum: --standalone).
-  let format: Deno.CommandOutput;
-  try {
-    format = await new Deno.Command("java", {
-      args: [
-        ...jvm,
-        `-Dlog4j2.configurationFile=${dir}/log4j2-tools.properties`,
-        "kafka.tools.StorageTool",
-        "format",
-        "--cluster-id",
-        clusterId,
-        "--config",
-        configFile,
-        "--standalone",
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-  } catch (e) {
-    await cleanup();
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Error("Cannot start the Kafka broker: `java` (17 or newer) is not on the PATH.");
+  // 1. Format the storage (a single-voter controller quorum: --standalone), unless it is reused.
+  let format: Deno.CommandOutput | undefined;
+  if (!formatted) {
+    try {
+      format = await new Deno.Command("java", {
+        args: [
+          ...jvm,
+          `-Dlog4j2.configurationFile=${dir}/log4j2-tools.properties`,
+          "kafka.tools.StorageTool",
+          "format",
+          "--cluster-id",
+          clusterId,
+          "--config",
+          configFile,
+          "--standalone",
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    } catch (e) {
+      await cleanup();
+      if (e instanceof Deno.errors.NotFound) {
+        throw new Error("Cannot start the Kafka broker: `java` (17 or newer) is not on the PATH.");
+      }
+      throw e;
     }
-    throw e;
   }
-  if (!format.success) {
+  if (format && !format.success) {
     await cleanup();
     throw new Error(
       `Formatting Kafka storage failed (exit code ${format.code}):\n` +
