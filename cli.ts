@@ -8,6 +8,8 @@ import { helpText, parseArgs, PROGRAM, usage, UsageError } from "./src/args.ts";
 import { ConfigError } from "./src/config_file.ts";
 import { checkReport, readCommands, shutdownSummary } from "./src/console.ts";
 import { Downloader } from "./src/downloader.ts";
+import { CompressionTypes, Partitioners } from "kafkajs";
+import { Telemetry } from "./src/telemetry.ts";
 import { createKafka } from "./src/kafka_client.ts";
 import { Logger } from "./src/logger.ts";
 import { LOG_FILE_NAME } from "./src/safe_path.ts";
@@ -60,11 +62,6 @@ async function main(args: string[]): Promise<number> {
     filePath: await logFilePath(options.loggerFilePath, settings.outputDir),
   });
   for (const warning of settings.kafka.warnings) logger.warning(warning);
-  if (options.heartbeatTopicName !== undefined || options.logTopicName !== undefined) {
-    logger.warning(
-      "Heartbeat and log topics are not produced by this version; --heartbeat_* and --log_* are ignored",
-    );
-  }
   const kafka = createKafka({ ...settings.kafka.client, clientId: PROGRAM }, logger);
   const downloader = new Downloader({
     kafka,
@@ -77,6 +74,44 @@ async function main(args: string[]): Promise<number> {
     regex: options.downloadRegex,
     logger,
   });
+
+  const programId = crypto.getRandomValues(new Uint8Array(6)).reduce(
+    (s, b) => s + b.toString(16).padStart(2, "0"),
+    "",
+  );
+  const codecs = {
+    gzip: CompressionTypes.GZIP,
+    snappy: CompressionTypes.Snappy,
+    lz4: CompressionTypes.LZ4,
+    zstd: CompressionTypes.ZSTD,
+  };
+  const telemetry = new Telemetry({
+    producer: kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner }),
+    compression: settings.producerCompression && codecs[settings.producerCompression],
+    heartbeat: options.heartbeatTopicName === undefined ? undefined : {
+      topic: options.heartbeatTopicName,
+      programId: options.heartbeatProgramId ?? programId,
+      intervalSeconds: options.heartbeatIntervalSecs,
+    },
+    log: options.logTopicName === undefined ? undefined : {
+      topic: options.logTopicName,
+      programId: options.logProgramId ?? programId,
+      intervalSeconds: options.logIntervalSecs,
+    },
+    counts: () => downloader.status(),
+    onError: (message) => logger.warning(message),
+  });
+  logger.listener = (_level, text) => telemetry.capture(text);
+  if (options.heartbeatTopicName !== undefined) {
+    logger.info(
+      `Heartbeat messages will be produced to the '${options.heartbeatTopicName}' topic every ${options.heartbeatIntervalSecs} seconds`,
+    );
+  }
+  if (options.logTopicName !== undefined) {
+    logger.info(
+      `log messages will be produced to the '${options.logTopicName}' topic every ${options.logIntervalSecs} seconds`,
+    );
+  }
 
   const start = new Date();
   let requestStop: (reason: string) => void = () => {};
@@ -102,7 +137,7 @@ async function main(args: string[]): Promise<number> {
     : undefined;
 
   let code = 0;
-  const started = downloader.start().then(
+  const started = downloader.start().then(() => telemetry.start()).then(
     () => ({ started: true as const }),
     (error: unknown) => ({ error }),
   );
@@ -118,6 +153,9 @@ async function main(args: string[]): Promise<number> {
   }
   clearInterval(alive);
   await downloader.stop();
+  if (options.heartbeatTopicName !== undefined) logger.info("Cleaning up heartbeat producer");
+  if (options.logTopicName !== undefined) logger.info("Cleaning up log producer");
+  await telemetry.stop();
   logger.info(`File reconstructor writing to ${settings.outputDir} shut down`);
   logger.info(shutdownSummary(downloader.status(), start, new Date()));
   for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);

@@ -22,6 +22,8 @@ export interface RunSettings {
   groupIdGenerated: boolean;
   /** Absolute output directory (created). */
   outputDir: string;
+  /** `compression.type` of `[producer]` (for heartbeat and log messages), if it names a codec. */
+  producerCompression: "gzip" | "snappy" | "lz4" | "zstd" | undefined;
 }
 
 /** Reads environment variables (passed in for tests). */
@@ -107,5 +109,20 @@ export async function resolveSettings(
   const generated = groupId.toLowerCase() === "create_new";
   if (generated) groupId = newGroupId();
   const outputDir = await prepareOutputDir(options.outputDir, cwd);
-  return { configSource: source, kafka, groupId, groupIdGenerated: generated, outputDir };
+  let producerCompression: RunSettings["producerCompression"];
+  if (options.heartbeatTopicName !== undefined || options.logTopicName !== undefined) {
+    const codec = readSection(config, "producer", env)?.get("compression.type")?.trim()
+      .toLowerCase();
+    if (codec === "gzip" || codec === "snappy" || codec === "lz4" || codec === "zstd") {
+      producerCompression = codec;
+    }
+  }
+  return {
+    configSource: source,
+    kafka,
+    groupId,
+    groupIdGenerated: generated,
+    outputDir,
+    producerCompression,
+  };
 }
