@@ -2,8 +2,11 @@
  * The generation policy: which upload of a file a chunk belongs to, and what to do when chunks
  * of two uploads ("generations") of the same path meet (spec §2.3).
  *
- * The reference's table is kept, with its two bugs fixed: the chunk that triggers a reset is
- * written into the new generation, and a new generation starts from an empty file.
+ * The reference's table is kept, with its two bugs fixed (the chunk that triggers a reset is
+ * written into the new generation, and a new generation starts from an empty file) and one
+ * refinement: when both generations carry a source mtime and the mtimes differ, the newer
+ * upload wins whatever its chunk count, so a file that shrank is not mistaken for an old one.
+ * Without mtimes (9-element producers), the chunk count decides as in the reference.
  *
  * @module
  */
@@ -28,6 +31,12 @@ export type GenerationDecision = "accept" | "reset" | "stale" | "conflict";
 /** Decides what a chunk of generation `incoming` means for a file whose current generation is `current`. */
 export function decideGeneration(current: Generation, incoming: Generation): GenerationDecision {
   const sameHash = bytesEqual(current.fileHash, incoming.fileHash);
+  if (
+    !sameHash && incoming.mtime !== null && current.mtime !== null &&
+    incoming.mtime !== current.mtime
+  ) {
+    return incoming.mtime > current.mtime ? "reset" : "stale";
+  }
   if (incoming.nTotalChunks !== current.nTotalChunks) {
     if (sameHash) return "conflict";
     return incoming.nTotalChunks > current.nTotalChunks ? "reset" : "stale";

@@ -31,16 +31,18 @@ Deno.test("decideGeneration() calls the same hash with another chunk count a con
 
 Deno.test("decideGeneration() resets for a different hash with more chunks (the file grew)", () => {
   assert.equal(decideGeneration(CURRENT, gen(H2, 5, 1_700_000_001)), "reset");
-  // More chunks win even with an older or unknown mtime: the reference looks only at n.
-  assert.equal(decideGeneration(CURRENT, gen(H2, 5, 1)), "reset");
+  // Without an mtime to compare, the chunk count decides, as in the reference.
   assert.equal(decideGeneration(CURRENT, gen(H2, 100, null)), "reset");
+  assert.equal(decideGeneration(gen(H, 4, null), gen(H2, 5, 1)), "reset");
+  // With two different mtimes, the newer upload wins even with fewer chunks: an older one loses.
+  assert.equal(decideGeneration(CURRENT, gen(H2, 5, 1)), "stale");
 });
 
 Deno.test("decideGeneration() calls a different hash with fewer chunks stale", () => {
   assert.equal(decideGeneration(CURRENT, gen(H2, 3, 1)), "stale");
-  // Fewer chunks are stale even with a newer mtime: the reference looks only at n.
-  assert.equal(decideGeneration(CURRENT, gen(H2, 3, 2_000_000_000)), "stale");
   assert.equal(decideGeneration(CURRENT, gen(H2, 1, null)), "stale");
+  // A file that shrank in a newer upload (newer mtime) is a reset, not stale.
+  assert.equal(decideGeneration(CURRENT, gen(H2, 3, 2_000_000_000)), "reset");
 });
 
 Deno.test("decideGeneration() resets for the same count, another hash and a newer mtime", () => {

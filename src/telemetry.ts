@@ -19,6 +19,7 @@ import type { CompressionTypes, Producer } from "kafkajs";
 export function pythonJson(value: unknown, floats: ReadonlySet<string> = new Set()): string {
   const str = (s: string) =>
     '"' +
+    // deno-lint-ignore no-control-regex
     s.replace(/[\\"\u0000-\u001f\u007f-\uffff]/g, (c) => {
       const map: Record<string, string> = {
         "\\": "\\\\",

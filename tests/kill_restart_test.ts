@@ -8,7 +8,15 @@ import { chunkKey, encodeChunk } from "../src/chunk_codec.ts";
 import { chunksOfFile, listFiles } from "../src/chunk_producer.ts";
 import { registerCodecs } from "../src/compression.ts";
 import { STATE_DIR_NAME } from "../src/safe_path.ts";
-import { assertSameTree, CliProcess, join, sleep, tempDir, waitForCommitted, writeRandomFile } from "./_cli.ts";
+import {
+  assertSameTree,
+  CliProcess,
+  join,
+  sleep,
+  tempDir,
+  waitForCommitted,
+  writeRandomFile,
+} from "./_cli.ts";
 import { bootstrapServers, createTopic, testKafka, uniqueGroupId } from "./_kafka.ts";
 import { CompressionTypes } from "kafkajs";
 
@@ -35,7 +43,9 @@ heartbeat.interval.ms = 500
 Deno.test(`${KILLS} SIGKILLs at random moments, each followed by a restart, lose nothing`, async () => {
   const root = await tempDir("src");
   const sizes = [9_000_000, 5_000_000, 3_000_000, 1_000_000, 300_000, 70_000, 1];
-  for (const [i, size] of sizes.entries()) await writeRandomFile(join(root, `d${i % 3}/sub ${i}/f${i}.bin`), size);
+  for (const [i, size] of sizes.entries()) {
+    await writeRandomFile(join(root, `d${i % 3}/sub ${i}/f${i}.bin`), size);
+  }
   const out = await tempDir("out");
   const config = await fastConfig(await tempDir("cfg"));
   const topic = await createTopic(4, "kill");
@@ -58,7 +68,17 @@ Deno.test(`${KILLS} SIGKILLs at random moments, each followed by a restart, lose
   const producer = testKafka().producer();
   await producer.connect();
   const slice = Math.ceil(messages.length / (KILLS + 1));
-  const args = [out, "--config", config, "--topic_name", topic, "--consumer_group_id", group, "--n_threads", "2"];
+  const args = [
+    out,
+    "--config",
+    config,
+    "--topic_name",
+    topic,
+    "--consumer_group_id",
+    group,
+    "--n_threads",
+    "2",
+  ];
   let resumedRuns = 0;
   for (let run = 0; run < KILLS; run++) {
     await producer.send({
@@ -67,13 +87,21 @@ Deno.test(`${KILLS} SIGKILLs at random moments, each followed by a restart, lose
       messages: messages.slice(run * slice, (run + 1) * slice),
     });
     const cli = new CliProcess(args);
-    if (/Resuming \d+ files? left in progress/.test((await cli.waitFor(/joined the group/, 120_000), cli.output))) {
+    if (
+      /Resuming \d+ files? left in progress/.test(
+        (await cli.waitFor(/joined the group/, 120_000), cli.output),
+      )
+    ) {
       resumedRuns++;
     }
     await sleep(Math.random() * 1500);
     await cli.kill("SIGKILL");
   }
-  await producer.send({ topic, compression: CompressionTypes.LZ4, messages: messages.slice(KILLS * slice) });
+  await producer.send({
+    topic,
+    compression: CompressionTypes.LZ4,
+    messages: messages.slice(KILLS * slice),
+  });
   await producer.disconnect();
 
   const last = new CliProcess(args);
@@ -88,5 +116,7 @@ Deno.test(`${KILLS} SIGKILLs at random moments, each followed by a restart, lose
   assert.doesNotMatch(last.output, /\(in progress/);
   // The kills really interrupted files in flight.
   assert.ok(resumedRuns > 0, "no run found files left in progress by the previous kill");
-  console.log(`${messages.length} chunks, ${resumedRuns} of ${KILLS} restarts resumed files in progress`);
+  console.log(
+    `${messages.length} chunks, ${resumedRuns} of ${KILLS} restarts resumed files in progress`,
+  );
 });

@@ -134,7 +134,8 @@
  *   `DataFileUploadDirectory.log`, `upload_to_T_in_progress.csv`, and
  *   `uploaded_to_T.csv`.
  * - **Finished signal:** when a file's last chunk is acknowledged, a row is
- *   force-dumped at once to `LOGS/uploaded_to_T_p0x<producer id>.csv`. These
+ *   force-dumped at once to `LOGS/uploaded_to_T_p<producer id in hex>.csv`
+ *   (1.8.8 writes e.g. `_p7fee8582dc10`, without `0x`). These
  *   per-producer files are merged into `uploaded_to_T.csv` at startup and
  *   shutdown. The files are `;`-separated with the header
  *   `filename;rel_filepath;n_chunks;started;completed`, and each field is a
@@ -903,11 +904,12 @@ function escapeRegExp(s: string): string {
 /**
  * Reads the relative paths (POSIX form) of the files that `DataFileUploadDirectory`
  * has recorded as fully produced to `topic`. It reads `<dir>/LOGS/uploaded_to_<topic>.csv`
- * and the per-producer `uploaded_to_<topic>_p0x….csv` files.
+ * and the per-producer `uploaded_to_<topic>_p….csv` files (`_p7fee8582dc10`; `_p0x…` is
+ * accepted too).
  */
 export async function readUploadedFiles(dir: string, topic: string): Promise<Set<string>> {
   const logs = `${dir}/LOGS`;
-  const re = new RegExp(`^uploaded_to_${escapeRegExp(topic)}(_p0x[0-9a-f]+(_[0-9_]+)?)?\\.csv$`);
+  const re = new RegExp(`^uploaded_to_${escapeRegExp(topic)}(_p(0x)?[0-9a-f]+(_[0-9_]+)?)?\\.csv$`);
   const done = new Set<string>();
   let entries: Deno.DirEntry[];
   try {

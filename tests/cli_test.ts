@@ -1,0 +1,181 @@
+/**
+ * The command line as a user meets it: help, usage errors, config errors, the console, signals,
+ * the alive line and the log file. Spawns the real CLI.
+ */
+import assert from "node:assert/strict";
+import { CliProcess, join, sleep, tempDir } from "./_cli.ts";
+import { createTopic } from "./_kafka.ts";
+
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+const README = new URL("../README.md", import.meta.url);
+
+async function run(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-net",
+      "--allow-env",
+      "--allow-sys",
+      CLI,
+      ...args,
+    ],
+    env: { NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** A closed port: nothing listens there. */
+function deadBroker(): string {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return `127.0.0.1:${port}`;
+}
+
+Deno.test("-h lists every option with its default, and the README lists the same options", async () => {
+  const { code, stdout } = await run(["-h"]);
+  assert.equal(code, 0);
+  const inHelp = new Set(stdout.match(/--[a-z_]+/g));
+  for (
+    const flag of [
+      "--config",
+      "--topic_name",
+      "--n_threads",
+      "--consumer_group_id",
+      "--download_regex",
+    ]
+  ) {
+    assert.ok(inHelp.has(flag), flag);
+  }
+  assert.match(stdout, /--n_threads N_THREADS\s+.*\(default = 2\)/);
+  assert.match(stdout, /--config CONFIG\s+.*\(default = test\)/);
+  const readme = await Deno.readTextFile(README);
+  const table = readme.slice(
+    readme.search(/^\| option /m),
+    readme.indexOf("Long options may be shortened"),
+  );
+  assert.deepEqual(new Set(table.match(/--[a-z_]+/g)), inHelp);
+});
+
+Deno.test("usage mistakes print the usage line and exit 2", async () => {
+  const out = await tempDir("usage");
+  for (
+    const [args, message] of [
+      [[], /the following arguments are required: output_dir/],
+      [[out, "--n_threads", "0"], /argument --n_threads: invalid positive_int value: '0'/],
+      [[out, "--bogus"], /unrecognized arguments: --bogus/],
+      [[out, "--log", "x"], /ambiguous option: --log could match/],
+      [
+        [out, "--download_regex", "(unclosed"],
+        /argument --download_regex: invalid regular expression/,
+      ],
+    ] as const
+  ) {
+    const { code, stderr } = await run([...args]);
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, /^usage: DataFileDownloadDirectory/);
+    assert.match(stderr, message);
+  }
+});
+
+Deno.test("config and output-directory problems are clear errors with exit 1", async () => {
+  const dir = await tempDir("cfgerr");
+  const file = join(dir, "not_a_dir");
+  await Deno.writeTextFile(file, "x");
+  const crypto = join(dir, "crypto.config");
+  await Deno.writeTextFile(
+    crypto,
+    "[broker]\nbootstrap.servers = localhost:9092\n[kafkacrypto]\nnode_id = n1\n",
+  );
+  const cases: [string[], Record<string, string>, RegExp][] = [
+    [
+      [file, "--config", "local_broker_test"],
+      { LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: "x:1" },
+      /exists but is not a directory/,
+    ],
+    [[join(dir, "o"), "--config", crypto], {}, /encrypted topics are not supported yet/],
+    [
+      [join(dir, "o"), "--config", "no_such_config"],
+      {},
+      /Cannot find the config file "no_such_config"/,
+    ],
+    [[join(dir, "o")], {}, /environment variable KAFKA_TEST_CLUSTER_BOOTSTRAP_SERVERS is not set/],
+  ];
+  for (const [args, env, message] of cases) {
+    const { code, stderr } = await run(args, env);
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, message);
+    assert.doesNotMatch(stderr, /\n\s+at /); // no stack trace
+  }
+});
+
+Deno.test("EOF on stdin is not a quit; the alive line repeats; SIGTERM stops cleanly with exit 0", async () => {
+  const out = await tempDir("alive");
+  const cli = new CliProcess([out, "--config", "local_broker_test", "--update_seconds", "1"], {
+    LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: deadBroker(),
+  });
+  await cli.child.stdin.close().catch(() => {});
+  await cli.waitFor(/\] \.\n/, 30_000, 2);
+  await cli.waitFor(/WARNING: Waiting for the Kafka broker/, 60_000);
+  cli.child.kill("SIGTERM");
+  assert.equal(await cli.exit(), 0);
+  assert.match(cli.output, /Shutting down \(SIGTERM\)/);
+  // Warnings also went to the log file in the output directory.
+  const log = await Deno.readTextFile(join(out, "DataFileDownloadDirectory.log"));
+  assert.match(log, /WARNING: Waiting for the Kafka broker/);
+  assert.doesNotMatch(log, /\] \.\n/); // info lines stay out of the file at the default level
+});
+
+Deno.test("Ctrl-C (SIGINT) stops cleanly with exit 0, and --logger_file_path takes a directory", async () => {
+  const out = await tempDir("sigint");
+  const logs = await tempDir("logs");
+  const cli = new CliProcess([
+    out,
+    "--config",
+    "local_broker_test",
+    "--logger_file_path",
+    logs,
+    "--logger_file_level",
+    "info",
+  ], {
+    LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: deadBroker(),
+  });
+  await cli.waitFor(/Listening for files/);
+  await sleep(500);
+  cli.child.kill("SIGINT");
+  assert.equal(await cli.exit(), 0);
+  const log = await Deno.readTextFile(join(logs, "DataFileDownloadDirectory.log"));
+  assert.match(log, /Listening for files to reconstruct in/);
+  await assert.rejects(Deno.stat(join(out, "DataFileDownloadDirectory.log")));
+});
+
+Deno.test("without --consumer_group_id, the config's group.id is used; create_new makes a fresh one", async () => {
+  const topic = await createTopic(1, "group");
+  const dir = await tempDir("group");
+  const cfg = join(dir, "g.config");
+  await Deno.writeTextFile(
+    cfg,
+    `[broker]\nbootstrap.servers = $LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS\n[consumer]\ngroup.id = lab-archive\nauto.offset.reset = earliest\nenable.auto.commit = False\n`,
+  );
+  const fromConfig = new CliProcess([join(dir, "a"), "--config", cfg, "--topic", topic]);
+  await fromConfig.waitFor(/consumer group lab-archive;/);
+  assert.equal(await fromConfig.quit(), 0);
+  const fresh = new CliProcess([
+    join(dir, "b"),
+    "--config",
+    cfg,
+    "--topic",
+    topic,
+    "--consumer_group_id",
+    "CREATE_NEW",
+  ]);
+  await fresh.waitFor(/consumer group [0-9a-f-]{36}, new for this run/);
+  assert.equal(await fresh.quit(), 0);
+  assert.doesNotMatch(fresh.output, /enable.auto.commit has not been set/);
+});
