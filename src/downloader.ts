@@ -155,8 +155,9 @@ export class Downloader {
     }
     if (this.#stopping) return;
     const config: ConsumerConfig = {
-      maxBytesPerPartition: 8 * 1024 * 1024,
-      maxBytes: 32 * 1024 * 1024,
+      // Fetch sizes bound memory: with two consumers, a 4 GiB file is rebuilt in well under 256 MB.
+      maxBytesPerPartition: 2 * 1024 * 1024,
+      maxBytes: 8 * 1024 * 1024,
       // librdkafka's fetch.wait.max.ms default; also bounds how long a shutdown waits for a fetch.
       maxWaitTimeInMs: 500,
       ...this.#o.consumerConfig,
