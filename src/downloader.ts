@@ -272,7 +272,7 @@ export class Downloader {
     for (const message of batch.messages) {
       if (!isRunning() || isStale() || this.#stopping) break;
       try {
-        await this.#handle(batch.topic, batch.partition, message);
+        await this.#handle(batch.topic, batch.partition, message, heartbeat);
       } catch (error) {
         if (error instanceof Stopped) break;
         throw error;
@@ -283,7 +283,11 @@ export class Downloader {
     }
     if (last === undefined) return;
     try {
-      await this.#retrying("sync the rebuilt data to disk", () => this.#assembler.flush());
+      await this.#retrying(
+        "sync the rebuilt data to disk",
+        () => this.#assembler.flush(),
+        heartbeat,
+      );
     } catch (error) {
       if (error instanceof Stopped) return;
       throw error;
@@ -301,7 +305,11 @@ export class Downloader {
   }
 
   /** Runs `task`, waiting and retrying while it fails on a transient I/O error (a full disk). */
-  async #retrying<T>(what: string, task: () => Promise<T>): Promise<T> {
+  async #retrying<T>(
+    what: string,
+    task: () => Promise<T>,
+    heartbeat: () => Promise<void>,
+  ): Promise<T> {
     const seconds = this.#o.retrySeconds ?? 10;
     while (true) {
       try {
@@ -313,8 +321,11 @@ export class Downloader {
             error instanceof Error ? error.message : error
           }. Writing is stopped and nothing more is committed until this is fixed; retrying in ${seconds} s`,
         );
-        if (this.#stopping) throw new Stopped();
-        await this.#sleep(seconds);
+        // Wait in short steps, staying in the group meanwhile.
+        for (let waited = 0; waited < seconds && !this.#stopping; waited += 2) {
+          await this.#sleep(Math.min(2, seconds - waited));
+          await heartbeat().catch(() => {});
+        }
         if (this.#stopping) throw new Stopped();
       }
     }
@@ -344,7 +355,12 @@ export class Downloader {
     );
   }
 
-  async #handle(topic: string, partition: number, message: KafkaMessage): Promise<void> {
+  async #handle(
+    topic: string,
+    partition: number,
+    message: KafkaMessage,
+    heartbeat: () => Promise<void>,
+  ): Promise<void> {
     let chunk: DataFileChunk;
     try {
       chunk = decodeChunk(message.value);
@@ -374,6 +390,7 @@ export class Downloader {
       outcome = await this.#retrying(
         `write chunk ${chunk.chunkI} of "${target.path}"`,
         () => this.#assembler.addChunk(chunk, target),
+        heartbeat,
       );
     } catch (error) {
       if (error instanceof Stopped) throw error;
