@@ -103,6 +103,22 @@ export async function listFiles(dir: string): Promise<string[]> {
   return out;
 }
 
+/** The Kafka messages (key and encoded value) of one file's chunks, in chunk order. */
+export async function* chunkMessagesOfFile(
+  path: string,
+  root: string = dirname(path),
+  chunkSize: number = DEFAULT_CHUNK_SIZE,
+): AsyncGenerator<{ key: string; value: Buffer; bytes: number }> {
+  for await (const chunk of chunksOfFile(path, root, chunkSize)) {
+    const v = encodeChunk(chunk);
+    yield {
+      key: chunkKey(chunk),
+      value: Buffer.from(v.buffer, v.byteOffset, v.byteLength),
+      bytes: chunk.data.length,
+    };
+  }
+}
+
 /** Options of {@linkcode produceFiles}. */
 export interface ProduceOptions {
   /** Chunk size in bytes (a power of two). */
@@ -138,9 +154,9 @@ export async function produceFiles(
   };
   for (const path of files) {
     let chunks = 0;
-    for await (const chunk of chunksOfFile(path, root, options.chunkSize)) {
-      messages.push({ key: chunkKey(chunk), value: Buffer.from(encodeChunk(chunk)) });
-      pending += chunk.data.length;
+    for await (const { key, value, bytes } of chunkMessagesOfFile(path, root, options.chunkSize)) {
+      messages.push({ key, value });
+      pending += bytes;
       chunks++;
       if (pending >= batchBytes) await send();
     }

@@ -6,8 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { Buffer } from "node:buffer";
 import { dirname, join, relative } from "node:path";
-import { listFiles, produceFiles } from "../src/chunk_producer.ts";
+import { chunkMessagesOfFile, listFiles, produceFiles } from "../src/chunk_producer.ts";
 import { registerCodecs } from "../src/compression.ts";
 import { STATE_DIR_NAME } from "../src/safe_path.ts";
 import { bootstrapServers, committedOffsets, endOffsets, testKafka } from "./_kafka.ts";
@@ -199,6 +200,41 @@ export async function waitForCommitted(
     }
     await sleep(250);
   }
+}
+
+/** The chunk messages of every file under `root` (64 KiB chunks by default), file by file. */
+export async function chunkMessagesOfTree(
+  root: string,
+  chunkSize = 65536,
+): Promise<{ key: string; value: Buffer }[]> {
+  const messages: { key: string; value: Buffer }[] = [];
+  for (const path of await listFiles(root)) {
+    for await (const { key, value } of chunkMessagesOfFile(path, root, chunkSize)) {
+      messages.push({ key, value });
+    }
+  }
+  return messages;
+}
+
+/**
+ * Writes a config file for `bootstrap` whose short session timeout lets a killed or departed
+ * member leave the group within seconds. Returns its path.
+ */
+export async function fastRejoinConfig(bootstrap: string): Promise<string> {
+  const path = join(await tempDir("cfg"), "fast_rejoin.config");
+  await Deno.writeTextFile(
+    path,
+    `[broker]
+bootstrap.servers = ${bootstrap}
+
+[consumer]
+auto.offset.reset = earliest
+enable.auto.commit = False
+session.timeout.ms = 6000
+heartbeat.interval.ms = 500
+`,
+  );
+  return path;
 }
 
 /** A fresh temporary directory. */

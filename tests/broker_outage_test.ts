@@ -4,13 +4,18 @@
  * data folder that survives a restart), not the shared test broker.
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import { CompressionTypes, Kafka, logLevel } from "kafkajs";
-import { chunkKey, encodeChunk } from "../src/chunk_codec.ts";
-import { chunksOfFile, listFiles } from "../src/chunk_producer.ts";
 import { registerCodecs } from "../src/compression.ts";
 import { freePort, startBroker } from "../tools/broker.ts";
-import { assertSameTree, CliProcess, join, tempDir, writeRandomFile } from "./_cli.ts";
+import {
+  assertSameTree,
+  chunkMessagesOfTree,
+  CliProcess,
+  fastRejoinConfig,
+  join,
+  tempDir,
+  writeRandomFile,
+} from "./_cli.ts";
 
 Deno.test("a broker down at start, then stopped and restarted mid-stream: nothing is lost", async () => {
   const root = await tempDir("src");
@@ -21,11 +26,7 @@ Deno.test("a broker down at start, then stopped and restarted mid-stream: nothin
   let controllerPort = freePort();
   while (controllerPort === port) controllerPort = freePort();
   const bootstrap = `127.0.0.1:${port}`;
-  const cfg = join(await tempDir("cfg"), "outage.config");
-  await Deno.writeTextFile(
-    cfg,
-    `[broker]\nbootstrap.servers = ${bootstrap}\n[consumer]\nauto.offset.reset = earliest\nenable.auto.commit = False\nsession.timeout.ms = 6000\nheartbeat.interval.ms = 500\n`,
-  );
+  const cfg = await fastRejoinConfig(bootstrap);
   const topic = "outage";
   const group = "outage-group";
 
@@ -56,13 +57,7 @@ Deno.test("a broker down at start, then stopped and restarted mid-stream: nothin
   });
   await admin.disconnect();
 
-  const messages: { key: string; value: Buffer }[] = [];
-  for (const path of await listFiles(root)) {
-    for await (const c of chunksOfFile(path, root, 65536)) {
-      const v = encodeChunk(c);
-      messages.push({ key: chunkKey(c), value: Buffer.from(v.buffer, v.byteOffset, v.byteLength) });
-    }
-  }
+  const messages = await chunkMessagesOfTree(root);
   registerCodecs();
   const half = Math.ceil(messages.length / 2);
   const produce = async (part: typeof messages) => {

@@ -3,14 +3,13 @@
  * no partial or state file is left behind.
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
-import { chunkKey, encodeChunk } from "../src/chunk_codec.ts";
-import { chunksOfFile, listFiles } from "../src/chunk_producer.ts";
 import { registerCodecs } from "../src/compression.ts";
 import { STATE_DIR_NAME } from "../src/safe_path.ts";
 import {
   assertSameTree,
+  chunkMessagesOfTree,
   CliProcess,
+  fastRejoinConfig,
   join,
   sleep,
   tempDir,
@@ -22,24 +21,6 @@ import { CompressionTypes } from "kafkajs";
 
 const KILLS = 10;
 
-/** A config with a short session timeout, so that a killed member leaves the group quickly. */
-async function fastConfig(dir: string): Promise<string> {
-  const path = join(dir, "fast_rejoin.config");
-  await Deno.writeTextFile(
-    path,
-    `[broker]
-bootstrap.servers = ${bootstrapServers()}
-
-[consumer]
-auto.offset.reset = earliest
-enable.auto.commit = False
-session.timeout.ms = 6000
-heartbeat.interval.ms = 500
-`,
-  );
-  return path;
-}
-
 Deno.test(`${KILLS} SIGKILLs at random moments, each followed by a restart, lose nothing`, async () => {
   const root = await tempDir("src");
   const sizes = [9_000_000, 5_000_000, 3_000_000, 1_000_000, 300_000, 70_000, 1];
@@ -47,19 +28,13 @@ Deno.test(`${KILLS} SIGKILLs at random moments, each followed by a restart, lose
     await writeRandomFile(join(root, `d${i % 3}/sub ${i}/f${i}.bin`), size);
   }
   const out = await tempDir("out");
-  const config = await fastConfig(await tempDir("cfg"));
+  const config = await fastRejoinConfig(bootstrapServers());
   const topic = await createTopic(4, "kill");
   const group = uniqueGroupId("kill");
 
   // Every chunk of every file (64 KiB chunks), shuffled, produced in KILLS + 1 slices: one before
   // each run, so that files are in flight across the kills.
-  const messages: { key: string; value: Buffer }[] = [];
-  for (const path of await listFiles(root)) {
-    for await (const c of chunksOfFile(path, root, 65536)) {
-      const v = encodeChunk(c);
-      messages.push({ key: chunkKey(c), value: Buffer.from(v.buffer, v.byteOffset, v.byteLength) });
-    }
-  }
+  const messages = await chunkMessagesOfTree(root);
   for (let i = messages.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));
     [messages[i], messages[j]] = [messages[j]!, messages[i]!];

@@ -5,14 +5,13 @@
  * directory is refused.
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import { CompressionTypes } from "kafkajs";
-import { chunkKey, encodeChunk } from "../src/chunk_codec.ts";
-import { chunksOfFile, listFiles } from "../src/chunk_producer.ts";
 import { registerCodecs } from "../src/compression.ts";
 import {
   assertSameTree,
+  chunkMessagesOfTree,
   CliProcess,
+  fastRejoinConfig,
   join,
   sleep,
   tempDir,
@@ -34,20 +33,10 @@ Deno.test("a second consumer process joining then leaving mid-stream loses nothi
   const root = await tempDir("src");
   for (let i = 0; i < 6; i++) await writeRandomFile(join(root, `r/${i}.dat`), 1_500_000 + i);
   const out = await tempDir("out");
-  const cfg = join(await tempDir("cfg"), "c.config");
-  await Deno.writeTextFile(
-    cfg,
-    `[broker]\nbootstrap.servers = ${bootstrapServers()}\n[consumer]\nauto.offset.reset = earliest\nenable.auto.commit = False\nsession.timeout.ms = 6000\nheartbeat.interval.ms = 500\n`,
-  );
+  const cfg = await fastRejoinConfig(bootstrapServers());
   const topic = await createTopic(4, "rebalance");
   const group = uniqueGroupId("rebalance");
-  const messages: { key: string; value: Buffer }[] = [];
-  for (const path of await listFiles(root)) {
-    for await (const c of chunksOfFile(path, root, 65536)) {
-      const v = encodeChunk(c);
-      messages.push({ key: chunkKey(c), value: Buffer.from(v.buffer, v.byteOffset, v.byteLength) });
-    }
-  }
+  const messages = await chunkMessagesOfTree(root);
   registerCodecs();
   const producer = testKafka().producer();
   await producer.connect();
