@@ -15,6 +15,7 @@ import { Logger } from "./src/logger.ts";
 import { LOG_FILE_NAME } from "./src/safe_path.ts";
 import { resolveSettings } from "./src/settings.ts";
 import { dirname, join, resolve } from "node:path";
+import process from "node:process";
 
 const encoder = new TextEncoder();
 const printErr = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
@@ -164,5 +165,13 @@ async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  // kafkajs 2.2.4 schedules a timer with a negative delay on every connection, which Node's timers
+  // report as a TimeoutNegativeWarning; it is harmless and says nothing to a user.
+  process.removeAllListeners("warning");
+  process.on("warning", (warning) => {
+    if (warning.name !== "TimeoutNegativeWarning") {
+      printErr(`${PROGRAM}: ${warning.name}: ${warning.message}\n`);
+    }
+  });
   Deno.exit(await main(Deno.args));
 }

@@ -75,6 +75,10 @@ interface InProgress extends Generation {
   dirty: boolean;
   metaWritten: boolean;
   lastUsed: number;
+  /** Operations using `handle` right now: the open-file limit never closes it under them. */
+  users: number;
+  /** Bytes of the `.offsets` journal known to be whole lines on disk. */
+  journalBytes: number;
 }
 
 interface Completed extends Generation {
@@ -301,6 +305,9 @@ export class FileAssembler {
       dirty: false,
       metaWritten: true,
       lastUsed: ++this.#clock,
+      users: 0,
+      journalBytes:
+        new TextEncoder().encode(journal.slice(0, journal.lastIndexOf("\n") + 1)).length,
     });
   }
 
@@ -384,6 +391,15 @@ export class FileAssembler {
       }
       file = await this.#startGeneration(id, target, incoming);
     }
+    file.users++;
+    try {
+      return await this.#write(file, chunk, reset);
+    } finally {
+      file.users--;
+    }
+  }
+
+  async #write(file: InProgress, chunk: DataFileChunk, reset: boolean): Promise<ChunkOutcome> {
     if (file.accepted.has(chunk.chunkOffsetWrite)) {
       // A completion that failed on a transient error is retried when its chunk comes again.
       return file.accepted.size >= file.nTotalChunks
@@ -451,6 +467,8 @@ export class FileAssembler {
       dirty: true,
       metaWritten: false,
       lastUsed: ++this.#clock,
+      users: 0,
+      journalBytes: 0,
     };
     this.#files.set(id, file);
     await this.#limitOpenFiles();
@@ -466,7 +484,9 @@ export class FileAssembler {
   }
 
   async #limitOpenFiles(): Promise<void> {
-    const open = [...this.#files.values()].filter((f) => f.handle !== null && !f.dirty);
+    const open = [...this.#files.values()].filter((f) =>
+      f.handle !== null && !f.dirty && f.users === 0
+    );
     let count = [...this.#files.values()].filter((f) => f.handle !== null).length;
     open.sort((a, b) => a.lastUsed - b.lastUsed);
     for (const f of open) {
@@ -607,16 +627,26 @@ export class FileAssembler {
           file.metaWritten = true;
           metaCreated = true;
         }
-        await (await this.#handle(file)).datasync();
-        const lines = file.pending.join("");
-        file.pending = [];
+        file.users++;
+        try {
+          await (await this.#handle(file)).datasync();
+        } finally {
+          file.users--;
+        }
+        const lines = new TextEncoder().encode(file.pending.join(""));
         const journal = await open(`${base}.offsets`, "a");
         try {
+          // A write that failed half-way (a full disk) must not leave a partial line behind.
+          if ((await journal.stat()).size !== file.journalBytes) {
+            await journal.truncate(file.journalBytes);
+          }
           await journal.write(lines);
           await journal.datasync();
         } finally {
           await journal.close();
         }
+        file.journalBytes += lines.length;
+        file.pending = [];
         file.dirty = false;
       });
     }
@@ -626,7 +656,6 @@ export class FileAssembler {
     for (const dir of dirs) await fsyncDir(dir);
     if (this.#completedPending.length > 0) {
       const records = this.#completedPending;
-      this.#completedPending = [];
       const log = await open(this.#completedLog, "a");
       try {
         await log.write(records.map(completedLine).join(""));
@@ -634,6 +663,7 @@ export class FileAssembler {
       } finally {
         await log.close();
       }
+      this.#completedPending = this.#completedPending.slice(records.length);
     }
     await this.#limitOpenFiles();
   }

@@ -234,3 +234,26 @@ Deno.test("the rebuilt bytes hash to the file hash (sanity of the test helper)",
   for (const c of chunks) h.update(c.data);
   assert.deepEqual(new Uint8Array(h.digest()), chunks[0]!.fileHash);
 });
+
+Deno.test("a journal line cut short by a crash or a full disk is dropped, never glued to the next one", async () => {
+  const { dir, assembler, reopen } = await setup();
+  const bytes = random(100_000, 15);
+  const chunks = makeChunks(bytes, 16384);
+  for (const c of chunks.slice(0, 2)) await add(assembler, c);
+  await assembler.flush();
+  const [journal] = (await partialFiles(dir)).filter((n) => n.endsWith(".offsets"));
+  const path = join(dir, STATE_DIR_NAME, "partial", journal!);
+  await Deno.writeTextFile(path, "4915", { append: true }); // half of a line "49152 16384"
+  const second = await reopen();
+  assert.equal(second.status().inProgress[0]?.chunks, 2);
+  await add(second, chunks[4]!);
+  await second.flush();
+  const lines = (await Deno.readTextFile(path)).split("\n").filter((l) => l !== "");
+  assert.deepEqual(lines, ["0 16384", "16384 16384", "65536 16384"]);
+  let last;
+  for (const c of chunks) last = await add(second, c);
+  assert.equal(last?.status, "completed");
+  assert.deepEqual(await Deno.readFile(join(dir, "f.dat")), bytes);
+  await second.close();
+  await assembler.close();
+});
