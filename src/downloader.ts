@@ -23,7 +23,7 @@ import type {
 import { join } from "node:path";
 import { ChunkDecodeError, type DataFileChunk, decodeChunk } from "./chunk_codec.ts";
 import { BadChunkError, FileAssembler } from "./file_assembler.ts";
-import { isTransientIoError } from "./io_errors.ts";
+import { isPathError } from "./io_errors.ts";
 import type { Logger } from "./logger.ts";
 import { pythonMatch } from "./python_regex.ts";
 import { Quarantine } from "./quarantine.ts";
@@ -85,6 +85,9 @@ export class Downloader {
   #stopping = false;
   #starting: Promise<void> | undefined;
   #lock: Deno.FsFile | undefined;
+  /** Batches being handled now, and who waits for them to finish. */
+  #active = 0;
+  #drained: (() => void) | undefined;
   #wake: (() => void) | undefined;
   #counts = {
     messagesRead: 0,
@@ -267,6 +270,15 @@ export class Downloader {
   }
 
   async #eachBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
+    this.#active++;
+    try {
+      await this.#processBatch(consumer, payload);
+    } finally {
+      if (--this.#active === 0) this.#drained?.();
+    }
+  }
+
+  async #processBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     let last: string | undefined;
     for (const message of batch.messages) {
@@ -315,7 +327,9 @@ export class Downloader {
       try {
         return await task();
       } catch (error) {
-        if (!isTransientIoError(error)) throw error;
+        // A record's own fault fails that record; anything else (a full disk, a permission, an
+        // I/O error) is waited out, so that nothing is committed that is not on disk.
+        if (error instanceof BadChunkError || isPathError(error)) throw error;
         this.#logger.error(
           `Cannot ${what}: ${
             error instanceof Error ? error.message : error
@@ -419,6 +433,9 @@ export class Downloader {
     this.#stopping = true;
     this.#wake?.();
     await this.#starting?.catch(() => {});
+    // Let the batches in flight finish and commit while their consumers still run (kafkajs drops
+    // commits once a consumer is stopping), then leave the group.
+    if (this.#active > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
     await Promise.all(this.#consumers.map((c) => c.disconnect().catch(() => {})));
     if (this.#lock) {
       await this.#assembler.close();

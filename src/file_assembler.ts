@@ -22,12 +22,12 @@
 import { createHash } from "node:crypto";
 import { type FileHandle, open } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
-import { type DataFileChunk, toHex } from "./chunk_codec.ts";
+import { bytesEqual, type DataFileChunk, toHex } from "./chunk_codec.ts";
 import { decideAfterCompletion, decideGeneration, type Generation } from "./generation.ts";
 import type { Logger } from "./logger.ts";
 import type { Quarantine } from "./quarantine.ts";
-import { isTransientIoError } from "./io_errors.ts";
-import type { RelativeTarget } from "./safe_path.ts";
+import { isPathError } from "./io_errors.ts";
+import { type RelativeTarget, STATE_DIR_NAME } from "./safe_path.ts";
 
 /** A chunk whose fields cannot describe a real file; the caller quarantines its record. */
 export class BadChunkError extends Error {
@@ -182,6 +182,7 @@ export class FileAssembler {
   #realOutputDir = "";
   #safeDirs = new Set<string>();
   #clock = 0;
+  #flushing: Promise<void> = Promise.resolve();
 
   constructor(options: FileAssemblerOptions) {
     this.#outputDir = options.outputDir;
@@ -201,8 +202,11 @@ export class FileAssembler {
     for (const name of names) {
       if (!name.endsWith(".json")) continue;
       await this.#resume(name.slice(0, -5)).catch((error) => {
-        this.#logger.warning(
-          `Cannot resume the in-progress file ${name}: ${error}; it will be rebuilt from new chunks`,
+        // Its chunks may already be committed: deleting it could lose the file. Stop instead.
+        throw new Error(
+          `Cannot resume the in-progress file ${join(this.#partialDir, name)}: ${
+            error instanceof Error ? error.message : error
+          }. Fix the cause and start again, or move ${this.#partialDir} aside to start over`,
         );
       });
     }
@@ -216,6 +220,14 @@ export class FileAssembler {
         `Resuming ${this.#files.size} file${this.#files.size === 1 ? "" : "s"} left in progress`,
       );
     }
+    // A file whose every chunk was journaled but which was not published before the crash.
+    for (const file of [...this.#files.values()]) {
+      if (file.accepted.size < file.nTotalChunks) continue;
+      await this.#mutex.run(file.id, () => this.#complete(file, false)).catch((error) => {
+        this.#logger.error(`${error instanceof Error ? error.message : error}`);
+      });
+    }
+    await this.flush();
   }
 
   async #loadCompleted(): Promise<void> {
@@ -283,7 +295,8 @@ export class FileAssembler {
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    for (const line of journal.split("\n")) {
+    // A last line without its newline was cut short by a crash: it is not part of the journal.
+    for (const line of journal.slice(0, journal.lastIndexOf("\n") + 1).split("\n")) {
       const m = /^(\d+) (\d+)$/.exec(line);
       if (m) accepted.set(Number(m[1]), Number(m[2]));
     }
@@ -311,7 +324,8 @@ export class FileAssembler {
     });
   }
 
-  #rememberCompleted(c: Completed): void {
+  #rememberCompleted(completed: Completed): void {
+    const c = { ...completed, fileHash: completed.fileHash.slice() };
     this.#completed.delete(c.path);
     this.#completed.set(c.path, c);
     this.#completedPending.push(c);
@@ -349,6 +363,11 @@ export class FileAssembler {
       nTotalChunks: chunk.nTotalChunks,
       mtime: chunk.fileMtime,
     };
+    // A redelivered chunk of the generation already published is a duplicate, whatever is in progress.
+    const published = this.#completed.get(target.path);
+    if (published && bytesEqual(published.fileHash, incoming.fileHash)) {
+      return { status: "duplicate" };
+    }
     let file = this.#files.get(id);
     let reset = false;
     if (file) {
@@ -457,6 +476,8 @@ export class FileAssembler {
     const handle = await open(`${base}.data`, "w+");
     const file: InProgress = {
       ...g,
+      // A copy: the chunk's hash is a view into a whole fetched batch, which must not stay alive.
+      fileHash: g.fileHash.slice(),
       id,
       target,
       accepted: new Map(),
@@ -491,9 +512,12 @@ export class FileAssembler {
     open.sort((a, b) => a.lastUsed - b.lastUsed);
     for (const f of open) {
       if (count <= MAX_OPEN_FILES) break;
-      await f.handle?.close();
+      // Checked again: an earlier close awaited, and another operation may have taken this one.
+      const handle = f.handle;
+      if (handle === null || f.dirty || f.users > 0) continue;
       f.handle = null;
       count--;
+      await handle.close();
     }
   }
 
@@ -538,7 +562,8 @@ export class FileAssembler {
       }
       await Deno.rename(partial, final);
     } catch (error) {
-      if (isTransientIoError(error)) throw error;
+      // A path that cannot take the file fails it; anything else (a permission, a full disk) is retried.
+      if (!(error instanceof BadChunkError) && !isPathError(error)) throw error;
       const reason = `Cannot place "${path}" in the output directory: ${
         error instanceof Error ? error.message : error
       }`;
@@ -591,7 +616,11 @@ export class FileAssembler {
         });
       } else if (info.isSymlink) {
         const real = await Deno.realPath(current);
-        if (real !== this.#realOutputDir && !real.startsWith(this.#realOutputDir + sep)) {
+        const realState = join(this.#realOutputDir, STATE_DIR_NAME);
+        if (
+          (real !== this.#realOutputDir && !real.startsWith(this.#realOutputDir + sep)) ||
+          real === realState || real.startsWith(realState + sep)
+        ) {
           throw new BadChunkError(
             `its folder ${current} is a symlink leading outside the output directory (to ${real})`,
           );
@@ -607,7 +636,15 @@ export class FileAssembler {
    * Makes every chunk written so far durable: file data, journal lines, completed renames.
    * Call before committing the offsets of those chunks.
    */
-  async flush(): Promise<void> {
+  flush(): Promise<void> {
+    // One at a time: a flush returns only when everything written before it is durable, including
+    // what a concurrent flush had taken over (folders to sync, completed records).
+    const next = this.#flushing.then(() => this.#flushOnce(), () => this.#flushOnce());
+    this.#flushing = next.catch(() => {});
+    return next;
+  }
+
+  async #flushOnce(): Promise<void> {
     let metaCreated = false;
     for (const file of [...this.#files.values()]) {
       if (!file.dirty) continue;
@@ -655,7 +692,7 @@ export class FileAssembler {
     this.#dirsToSync.clear();
     for (const dir of dirs) await fsyncDir(dir);
     if (this.#completedPending.length > 0) {
-      const records = this.#completedPending;
+      const records = [...this.#completedPending];
       const log = await open(this.#completedLog, "a");
       try {
         await log.write(records.map(completedLine).join(""));

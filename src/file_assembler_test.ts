@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { type DataFileChunk, sha512 } from "./chunk_codec.ts";
 import { BadChunkError, FileAssembler } from "./file_assembler.ts";
@@ -256,4 +257,86 @@ Deno.test("a journal line cut short by a crash or a full disk is dropped, never 
   assert.deepEqual(await Deno.readFile(join(dir, "f.dat")), bytes);
   await second.close();
   await assembler.close();
+});
+
+Deno.test("a last chunk completes while a concurrent flush is closing idle handles (more than 64 files)", async () => {
+  // Deterministic interleaving: the moment the open-file limit closes its first idle handle, another
+  // consumer writes the last chunk of each file that limit is about to close.
+  for (const target of [1, 10, 30]) {
+    const { dir, assembler } = await setup();
+    const files = Array.from(
+      { length: 100 },
+      (_, k) =>
+        makeChunks(new TextEncoder().encode(`file ${k} `.repeat(12)), 40, { name: `f${k}` }),
+    );
+    for (const f of files) await add(assembler, f[0]!);
+    await assembler.flush();
+    for (const f of files) await add(assembler, f[1]!);
+    const probe = await open(join(dir, "probe"), "w");
+    const proto = Object.getPrototypeOf(probe);
+    await probe.close();
+    const close = proto.close;
+    let other: Promise<unknown> | undefined;
+    proto.close = function (this: unknown) {
+      if (!other && String(new Error().stack).includes("limitOpenFiles")) {
+        other = add(assembler, files[target]![2]!);
+      }
+      return close.call(this);
+    };
+    try {
+      await assembler.flush();
+    } finally {
+      proto.close = close;
+    }
+    assert.ok(other, "the open-file limit closed no handle");
+    assert.equal(((await other) as { status: string }).status, "completed");
+    assert.equal(
+      new TextDecoder().decode(await Deno.readFile(join(dir, `f${target}`))),
+      files[target]!.map((c) => new TextDecoder().decode(c.data)).join(""),
+    );
+    await assembler.close();
+  }
+});
+
+Deno.test("a redelivered chunk of the published generation never discards a newer one in progress", async () => {
+  const { dir, assembler } = await setup();
+  const g1 = makeChunks(new Uint8Array(100).fill(1), 10, { mtime: null }); // 10 chunks
+  const g2 = makeChunks(new Uint8Array(50).fill(2), 10, { mtime: null }); // a smaller re-upload
+  for (const c of g1) await add(assembler, c);
+  for (const c of g2.slice(0, 3)) assert.equal((await add(assembler, c)).status, "written");
+  assert.equal((await add(assembler, g1[0]!)).status, "duplicate");
+  let last;
+  for (const c of g2.slice(3)) last = await add(assembler, c);
+  assert.equal(last?.status, "completed");
+  assert.deepEqual(await Deno.readFile(join(dir, "f.dat")), new Uint8Array(50).fill(2));
+  await assembler.close();
+});
+
+Deno.test("a file whose every chunk was journaled but not yet published is published at the next start", async () => {
+  const { dir, reopen } = await setup();
+  const bytes = random(50_000, 16);
+  const chunks = makeChunks(bytes, 16384);
+  const first = await reopen();
+  for (const c of chunks.slice(0, 3)) await add(first, c);
+  await first.flush();
+  // The journal gets the last chunk's line, as if the crash came between the journal and the rename.
+  const [journal] = (await partialFiles(dir)).filter((n) => n.endsWith(".offsets"));
+  const [data] = (await partialFiles(dir)).filter((n) => n.endsWith(".data"));
+  const last = chunks[3]!;
+  const handle = await Deno.open(join(dir, STATE_DIR_NAME, "partial", data!), { write: true });
+  await handle.seek(last.chunkOffsetWrite, Deno.SeekMode.Start);
+  await handle.write(last.data);
+  handle.close();
+  await Deno.writeTextFile(
+    join(dir, STATE_DIR_NAME, "partial", journal!),
+    `${last.chunkOffsetWrite} ${last.data.length}\n`,
+    {
+      append: true,
+    },
+  );
+  const second = await reopen();
+  assert.deepEqual(await Deno.readFile(join(dir, "f.dat")), bytes);
+  assert.deepEqual(second.status().inProgress, []);
+  assert.deepEqual(await partialFiles(dir), []);
+  await second.close();
 });

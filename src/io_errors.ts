@@ -1,19 +1,24 @@
 /**
- * Classification of file-system errors: transient ones (a full disk, an I/O error, a read-only
- * remount) stop the writing until they clear; every other error concerns one file only.
+ * Classification of file-system errors. Errors that concern one path only (a name too long, a
+ * file where a folder should be) make that record fail; every other error (a full disk, an I/O
+ * error, a permission or a read-only remount) stops the writing until it clears, so that no
+ * record is committed without its data on disk.
  *
  * @module
  */
 
-const TRANSIENT_CODES = new Set(["ENOSPC", "EDQUOT", "EIO", "EROFS", "EMFILE", "ENFILE", "ENOMEM"]);
-// Linux errno values as Deno prints them: "(os error N)".
-const TRANSIENT_OS_ERRORS = new Set([28, 122, 5, 30, 24, 23, 12]);
+const PATH_CODES = new Set(["ENAMETOOLONG", "ENOTDIR", "EISDIR", "ELOOP", "EINVAL"]);
+// ENAMETOOLONG 36, ENOTDIR 20, EISDIR 21, ELOOP 40, EINVAL 22.
+const PATH_OS_ERRORS = new Set([36, 20, 21, 40, 22]);
 
-/** True when `error` is a file-system condition that may clear by itself (disk full, EIO…). */
-export function isTransientIoError(error: unknown): boolean {
+/** True when `error` comes from the path itself (its length, a file in the way…): that record cannot be written. */
+export function isPathError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
-  if (typeof code === "string" && TRANSIENT_CODES.has(code)) return true;
+  if (typeof code === "string" && PATH_CODES.has(code)) return true;
+  if (error instanceof Deno.errors.IsADirectory || error instanceof Deno.errors.NotADirectory) {
+    return true;
+  }
   const os = /\(os error (\d+)\)/.exec(error.message);
-  return os !== null && TRANSIENT_OS_ERRORS.has(Number(os[1]));
+  return os !== null && PATH_OS_ERRORS.has(Number(os[1]));
 }

@@ -104,7 +104,9 @@ export class Quarantine {
    */
   async keepFile(path: string, name: string, reason: string): Promise<string | null> {
     const size = (await Deno.stat(path)).size;
-    const base = join(this.dir, `${this.#stamp()}-${name}`);
+    // Room for the stamp and the extension within a file name's 255 bytes.
+    const short = [...name].slice(0, 100).join("");
+    const base = join(this.dir, `${this.#stamp()}-${short}`);
     if (!(await this.#makeRoom(size))) {
       await Deno.remove(path);
       await this.#write(

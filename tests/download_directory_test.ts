@@ -9,6 +9,7 @@ import {
   join,
   produceTree,
   tempDir,
+  treeDigest,
   waitForCommitted,
   writeRandomFile,
 } from "./_cli.ts";
@@ -125,4 +126,33 @@ Deno.test("q on stdin ends the program with exit 0 even before any message arriv
   await cli.waitFor(/Will reconstruct files/);
   assert.equal(await cli.quit(), 0);
   assert.match(cli.output, /0 total messages were consumed/);
+});
+
+Deno.test("q in the middle of a batch still commits what was written before exiting", async () => {
+  const root = await tempDir("src");
+  for (let i = 0; i < 300; i++) await writeRandomFile(join(root, `q/${i}.dat`), 20_000);
+  const out = await tempDir("out");
+  const topic = await createTopic(1, "quitcommit");
+  const group = uniqueGroupId("quitcommit");
+  await produceTree(topic, root);
+  const cli = new CliProcess([
+    out,
+    "--config",
+    "local_broker_test",
+    "--topic_name",
+    topic,
+    "--consumer_group_id",
+    group,
+    "--n_threads",
+    "1",
+  ]);
+  await cli.waitFor(completed, 120_000, 1);
+  assert.equal(await cli.quit(), 0);
+  const consumed = Number(/(\d+) total messages were consumed/.exec(cli.output)?.[1]);
+  assert.ok(consumed > 0);
+  // Every record handled before the quit is committed (one partition: the offset counts them).
+  const committed = (await committedOffsets(group, topic)).get(0) ?? 0n;
+  assert.ok(committed >= BigInt(consumed), `committed ${committed} < ${consumed} handled`);
+  const rebuilt = [...(await treeDigest(out)).keys()].length;
+  assert.ok(BigInt(rebuilt) >= committed, `${rebuilt} files on disk, ${committed} committed`);
 });
