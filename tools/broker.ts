@@ -43,6 +43,11 @@ export const KAFKA_VERSION = "4.4.0";
 export interface Broker {
   /** `host:port` of the PLAINTEXT listener, for clients' `brokers` / `bootstrap.servers`. */
   readonly bootstrapServers: string;
+  /**
+   * `host:port` of every client listener by name: `PLAINTEXT` (= {@linkcode Broker.bootstrapServers})
+   * and each of {@linkcode StartBrokerOptions.listeners}.
+   */
+  readonly addresses: Readonly<Record<string, string>>;
   /** Kafka cluster id the storage was formatted with. */
   readonly clusterId: string;
   /** Temporary directory holding the config, the data (`data/`) and the log (`broker.log`). */
@@ -92,6 +97,65 @@ export interface StartBrokerOptions {
   dataDir?: string;
   /** Where progress lines go. Default `console.error`; pass `() => {}` to silence. */
   log?: (line: string) => void;
+  /**
+   * Listeners with security, added next to the PLAINTEXT one (which stays, for admin clients and
+   * producers). Default none. SASL_* listeners need {@linkcode StartBrokerOptions.sasl}, SSL and
+   * SASL_SSL ones {@linkcode StartBrokerOptions.ssl}. Their addresses are in
+   * {@linkcode Broker.addresses}.
+   */
+  listeners?: SecureListener[];
+  /** Users and mechanisms of the SASL_* listeners. */
+  sasl?: BrokerSasl;
+  /** Keystore (and truststore, for client certificates) of the SSL and SASL_SSL listeners. */
+  ssl?: BrokerSsl;
+}
+
+/** A listener with security (see {@linkcode StartBrokerOptions.listeners}). */
+export interface SecureListener {
+  /** Listener name: upper-case letters, digits and `_`, e.g. `"SASL"`; not PLAINTEXT or CONTROLLER. */
+  name: string;
+  /** Its security protocol. */
+  protocol: "SASL_PLAINTEXT" | "SSL" | "SASL_SSL";
+  /** Port on 127.0.0.1; default: a free port. */
+  port?: number;
+  /** TLS settings of this listener instead of {@linkcode StartBrokerOptions.ssl}. */
+  ssl?: BrokerSsl;
+}
+
+/** SASL mechanisms the test broker can enable. */
+export type SaslMechanism = "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512";
+
+/** SASL settings of every SASL_PLAINTEXT / SASL_SSL listener. */
+export interface BrokerSasl {
+  /** Mechanisms enabled on each SASL listener (at least one). */
+  mechanisms: SaslMechanism[];
+  /**
+   * User name → password, accepted by every enabled mechanism: PLAIN users go into the
+   * listener's JAAS config, SCRAM credentials are added when the storage is formatted (a reused,
+   * already formatted {@linkcode StartBrokerOptions.dataDir} keeps the ones it has). Names and
+   * passwords may not contain white space, quotes, backslashes, `,`, `=`, `[` or `]`.
+   */
+  users: Record<string, string>;
+}
+
+/** TLS settings of every SSL / SASL_SSL listener. */
+export interface BrokerSsl {
+  /** Keystore with the broker's private key and certificate (chain). */
+  keystoreLocation: string;
+  /** Password of the keystore. */
+  keystorePassword: string;
+  /** Password of the key in the keystore; default {@linkcode BrokerSsl.keystorePassword}. */
+  keyPassword?: string;
+  /** Keystore type. Default `"PKCS12"`. */
+  keystoreType?: "PKCS12" | "JKS";
+  /** Truststore for client certificates (needed when {@linkcode BrokerSsl.clientAuth} is not "none"). */
+  truststoreLocation?: string;
+  /** Password of the truststore (not for `"PEM"`). */
+  truststorePassword?: string;
+  /** Truststore type. Default `"PKCS12"`; `"PEM"` reads a file of CA certificates. */
+  truststoreType?: "PKCS12" | "JKS" | "PEM";
+  /** `ssl.client.auth`: whether clients must present a certificate. Default `"none"`. */
+  clientAuth?: "none" | "requested" | "required";
 }
 
 const REPO_ROOT = new URL("../", import.meta.url);
@@ -239,6 +303,105 @@ function twoFreePorts(): [number, number] {
   return ports;
 }
 
+/** `n` distinct free ports (all listeners are held open while choosing). */
+function freePorts(n: number): number[] {
+  const listeners = Array.from(
+    { length: n },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  return ports;
+}
+
+/** A secure listener with its port decided. */
+interface PlacedListener {
+  name: string;
+  protocol: SecureListener["protocol"];
+  port: number;
+  ssl: BrokerSsl | undefined;
+}
+
+const SASL_SAFE = /^[^\s"'\\,=[\]]+$/;
+
+/** Checks the security options; returns the server.properties entries they need. */
+function securityProperties(
+  listeners: PlacedListener[],
+  sasl: BrokerSasl | undefined,
+): Record<string, string> {
+  const props: Record<string, string> = {};
+  const names = new Set(["PLAINTEXT", "CONTROLLER"]);
+  for (const l of listeners) {
+    if (!/^[A-Z][A-Z0-9_]*$/.test(l.name) || names.has(l.name)) {
+      throw new Error(
+        `startBroker: listener name ${
+          JSON.stringify(l.name)
+        } must be upper-case letters, digits and _, unique, and not PLAINTEXT or CONTROLLER`,
+      );
+    }
+    names.add(l.name);
+    const prefix = `listener.name.${l.name.toLowerCase()}`;
+    if (l.protocol.startsWith("SASL_")) {
+      if (!sasl || sasl.mechanisms.length === 0 || Object.keys(sasl.users).length === 0) {
+        throw new Error(
+          `startBroker: listener ${l.name} (${l.protocol}) needs the sasl option with mechanisms and users`,
+        );
+      }
+      props[`${prefix}.sasl.enabled.mechanisms`] = sasl.mechanisms.join(",");
+      for (const m of sasl.mechanisms) {
+        props[`${prefix}.${m.toLowerCase()}.sasl.jaas.config`] = m === "PLAIN"
+          ? [
+            "org.apache.kafka.common.security.plain.PlainLoginModule required",
+            ...Object.entries(sasl.users).map(([u, p]) => `user_${u}="${p}"`),
+          ].join(" ") + ";"
+          : "org.apache.kafka.common.security.scram.ScramLoginModule required;";
+      }
+    }
+    if (l.protocol.endsWith("SSL")) {
+      const ssl = l.ssl;
+      if (!ssl) {
+        throw new Error(`startBroker: listener ${l.name} (${l.protocol}) needs the ssl option`);
+      }
+      props[`${prefix}.ssl.keystore.type`] = ssl.keystoreType ?? "PKCS12";
+      props[`${prefix}.ssl.keystore.location`] = ssl.keystoreLocation;
+      props[`${prefix}.ssl.keystore.password`] = ssl.keystorePassword;
+      props[`${prefix}.ssl.key.password`] = ssl.keyPassword ?? ssl.keystorePassword;
+      if (ssl.truststoreLocation !== undefined) {
+        props[`${prefix}.ssl.truststore.type`] = ssl.truststoreType ?? "PKCS12";
+        props[`${prefix}.ssl.truststore.location`] = ssl.truststoreLocation;
+        if (ssl.truststorePassword !== undefined) {
+          props[`${prefix}.ssl.truststore.password`] = ssl.truststorePassword;
+        }
+      }
+      props[`${prefix}.ssl.client.auth`] = ssl.clientAuth ?? "none";
+    }
+  }
+  if (sasl) {
+    for (const [user, password] of Object.entries(sasl.users)) {
+      if (!SASL_SAFE.test(user) || !SASL_SAFE.test(password)) {
+        throw new Error(
+          `startBroker: SASL user ${
+            JSON.stringify(user)
+          } or its password contains white space, a quote, a backslash, ",", "=", "[" or "]"`,
+        );
+      }
+    }
+  }
+  return props;
+}
+
+/** `kafka-storage format --add-scram` arguments for the SCRAM mechanisms and users. */
+function addScramArgs(sasl: BrokerSasl | undefined): string[] {
+  const args: string[] = [];
+  for (const m of sasl?.mechanisms ?? []) {
+    if (!m.startsWith("SCRAM-")) continue;
+    for (const [user, password] of Object.entries(sasl?.users ?? {})) {
+      args.push("--add-scram", `${m}=[name=${user},password=${password}]`);
+    }
+  }
+  return args;
+}
+
 /** A random Kafka cluster id: 16 random bytes, base64url without padding, not starting with "-". */
 export function randomClusterId(): string {
   for (;;) {
@@ -295,17 +458,22 @@ function serverProperties(
     controllerPort: number;
     dataDir: string;
     extra: Record<string, string | number | boolean>;
+    secure?: { listeners: PlacedListener[]; props: Record<string, string> };
   },
 ): string {
+  const secure = o.secure?.listeners ?? [];
+  const listeners = secure.map((l) => `,${l.name}://127.0.0.1:${l.port}`).join("");
+  const protocols = secure.map((l) => `,${l.name}:${l.protocol}`).join("");
   const props: Record<string, string | number | boolean> = {
     "process.roles": "broker,controller",
     "node.id": 1,
     "controller.quorum.bootstrap.servers": `127.0.0.1:${o.controllerPort}`,
-    "listeners": `PLAINTEXT://127.0.0.1:${o.port},CONTROLLER://127.0.0.1:${o.controllerPort}`,
-    "advertised.listeners": `PLAINTEXT://127.0.0.1:${o.port}`,
+    "listeners":
+      `PLAINTEXT://127.0.0.1:${o.port},CONTROLLER://127.0.0.1:${o.controllerPort}${listeners}`,
+    "advertised.listeners": `PLAINTEXT://127.0.0.1:${o.port}${listeners}`,
     "controller.listener.names": "CONTROLLER",
     "inter.broker.listener.name": "PLAINTEXT",
-    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "listener.security.protocol.map": `PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${protocols}`,
     "log.dirs": o.dataDir,
     // Tests must create their topics explicitly.
     "auto.create.topics.enable": false,
@@ -331,6 +499,7 @@ function serverProperties(
     "num.recovery.threads.per.data.dir": 1,
     "background.threads": 2,
     "log.retention.check.interval.ms": 300000,
+    ...o.secure?.props,
     ...o.extra,
   };
   return Object.entries(props).map(([k, v]) => `${k}=${v}`).join("\n") + "\n";
@@ -447,6 +616,18 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
   if (options.port !== undefined) port = options.port;
   if (options.controllerPort !== undefined) controllerPort = options.controllerPort;
   const bootstrapServers = `127.0.0.1:${port}`;
+  const wanted = options.listeners ?? [];
+  const spare = freePorts(wanted.filter((l) => l.port === undefined).length)
+    .filter((p) => p !== port && p !== controllerPort);
+  const secureListeners: PlacedListener[] = wanted.map((l) => ({
+    name: l.name,
+    protocol: l.protocol,
+    port: l.port ?? spare.shift() ?? freePort(),
+    ssl: l.ssl ?? options.ssl,
+  }));
+  const secureProps = securityProperties(secureListeners, options.sasl);
+  const addresses: Record<string, string> = { PLAINTEXT: bootstrapServers };
+  for (const l of secureListeners) addresses[l.name] = `127.0.0.1:${l.port}`;
   const dir = await Deno.makeTempDir({ prefix: "kafka-test-broker-" });
   const dataDir = options.dataDir ?? `${dir}/data`;
   let formatted = false;
@@ -464,7 +645,15 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
   const configFile = `${dir}/server.properties`;
   await Deno.writeTextFile(
     configFile,
-    serverProperties({ port, controllerPort, dataDir, extra: options.extraProperties ?? {} }),
+    serverProperties({
+      port,
+      controllerPort,
+      dataDir,
+      extra: options.extraProperties ?? {},
+      ...(secureListeners.length > 0
+        ? { secure: { listeners: secureListeners, props: secureProps } }
+        : {}),
+    }),
   );
   await Deno.writeTextFile(
     `${dir}/log4j2.properties`,
@@ -500,6 +689,7 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
           "--config",
           configFile,
           "--standalone",
+          ...addScramArgs(options.sasl),
         ],
         stdin: "null",
         stdout: "piped",
@@ -613,7 +803,9 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
   const startupMs = performance.now() - t0;
   const jarsMs = tJars - t0;
   log(
-    `Kafka ${KAFKA_VERSION} broker ready at ${bootstrapServers} in ` +
+    `Kafka ${KAFKA_VERSION} broker ready at ${bootstrapServers}` +
+      secureListeners.map((l) => `, ${l.name} (${l.protocol}) at 127.0.0.1:${l.port}`).join("") +
+      ` in ` +
       `${(startupMs / 1000).toFixed(1)} s` +
       (jarsMs > 1000 ? ` (of which ${(jarsMs / 1000).toFixed(1)} s fetching jars)` : "") +
       ` (pid ${javaPid}, log ${logFile})`,
@@ -621,6 +813,7 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
 
   return {
     bootstrapServers,
+    addresses,
     clusterId,
     dir,
     logFile,
