@@ -115,6 +115,28 @@ export class CliProcess {
   }
 }
 
+/**
+ * Starts the CLI on `topic` with the built-in `local_broker_test` config (the test broker) and
+ * consumer group `group`, rebuilding into `out`; `extra` arguments follow.
+ */
+export function startDownloader(
+  out: string,
+  topic: string,
+  group: string,
+  ...extra: string[]
+): CliProcess {
+  return new CliProcess([
+    out,
+    "--config",
+    "local_broker_test",
+    "--topic_name",
+    topic,
+    "--consumer_group_id",
+    group,
+    ...extra,
+  ]);
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

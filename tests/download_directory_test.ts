@@ -8,6 +8,7 @@ import {
   CliProcess,
   join,
   produceTree,
+  startDownloader,
   tempDir,
   treeDigest,
   waitForCommitted,
@@ -38,17 +39,7 @@ for (const threads of [1, 4]) {
     const topic = await createTopic(4, `e2e-${threads}`);
     const group = uniqueGroupId(`e2e-${threads}`);
     await produceTree(topic, root);
-    const cli = new CliProcess([
-      out,
-      "--config",
-      "local_broker_test",
-      "--topic_name",
-      topic,
-      "--consumer_group_id",
-      group,
-      "--n_threads",
-      String(threads),
-    ]);
+    const cli = startDownloader(out, topic, group, "--n_threads", String(threads));
     await cli.waitFor(completed, 180_000, files);
     await waitForCommitted(group, topic);
     await cli.send("check");
@@ -98,17 +89,13 @@ Deno.test("--download_regex rebuilds only the files whose relative path matches 
   const topic = await createTopic(4, "regex");
   const group = uniqueGroupId("regex");
   await produceTree(topic, root);
-  const cli = new CliProcess([
+  const cli = startDownloader(
     out,
-    "--config",
-    "local_broker_test",
-    "--topic_name",
     topic,
-    "--consumer_group_id",
     group,
     "--download_regex",
     "a/(?P<deeper>b/)?[^/]*\\.dat",
-  ]);
+  );
   await cli.waitFor(completed, 180_000, 2);
   await waitForCommitted(group, topic);
   assert.equal(await cli.quit(), 0);
@@ -135,17 +122,7 @@ Deno.test("q in the middle of a batch still commits what was written before exit
   const topic = await createTopic(1, "quitcommit");
   const group = uniqueGroupId("quitcommit");
   await produceTree(topic, root);
-  const cli = new CliProcess([
-    out,
-    "--config",
-    "local_broker_test",
-    "--topic_name",
-    topic,
-    "--consumer_group_id",
-    group,
-    "--n_threads",
-    "1",
-  ]);
+  const cli = startDownloader(out, topic, group, "--n_threads", "1");
   await cli.waitFor(completed, 120_000, 1);
   assert.equal(await cli.quit(), 0);
   const consumed = Number(/(\d+) total messages were consumed/.exec(cli.output)?.[1]);

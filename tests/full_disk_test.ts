@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import {
   assertSameTree,
-  CliProcess,
   join,
   produceTree,
   sleep,
+  startDownloader,
   tempDir,
   waitForCommitted,
   writeRandomFile,
@@ -44,15 +44,7 @@ Deno.test({
       const topic = await createTopic(1, "full");
       const group = uniqueGroupId("full");
       await produceTree(topic, root);
-      const cli = new CliProcess([
-        out,
-        "--config",
-        "local_broker_test",
-        "--topic_name",
-        topic,
-        "--consumer_group_id",
-        group,
-      ]);
+      const cli = startDownloader(out, topic, group);
       await cli.waitFor(
         /ERROR: Cannot write chunk \d+ of "big\/six_mb.dat": .*(No space left on device|os error 28|ENOSPC).*Writing is stopped and nothing more is committed until this is fixed/,
         60_000,

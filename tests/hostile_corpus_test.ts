@@ -12,9 +12,9 @@ import { registerCodecs } from "../src/compression.ts";
 import { STATE_DIR_NAME } from "../src/safe_path.ts";
 import {
   assertSameTree,
-  CliProcess,
   join,
   produceTree,
+  startDownloader,
   tempDir,
   waitForCommitted,
   writeRandomFile,
@@ -124,17 +124,7 @@ Deno.test("thousands of bad records never stop the good files and are all quaran
   await sendBad(rounds / 2);
   await producer.disconnect();
 
-  const cli = new CliProcess([
-    out,
-    "--config",
-    "local_broker_test",
-    "--topic_name",
-    topic,
-    "--consumer_group_id",
-    group,
-    "--n_threads",
-    "2",
-  ]);
+  const cli = startDownloader(out, topic, group, "--n_threads", "2");
   await cli.waitFor(/successfully reconstructed from stream/, 180_000, 3);
   await waitForCommitted(group, topic, 180_000);
   await cli.send("c");

@@ -15,6 +15,7 @@ import {
   CliProcess,
   join,
   produceTree,
+  startDownloader,
   tempDir,
   waitForCommitted,
   writeRandomFile,
@@ -48,17 +49,7 @@ async function startOurCli(
   group: string,
   threads = 2,
 ): Promise<CliProcess> {
-  const cli = new CliProcess([
-    out,
-    "--config",
-    "local_broker_test",
-    "--topic_name",
-    topic,
-    "--consumer_group_id",
-    group,
-    "--n_threads",
-    String(threads),
-  ]);
+  const cli = startDownloader(out, topic, group, "--n_threads", String(threads));
   await cli.waitFor(/Will reconstruct files/, 60_000);
   return cli;
 }

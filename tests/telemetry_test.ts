@@ -4,10 +4,10 @@
  */
 import assert from "node:assert/strict";
 import {
-  CliProcess,
   join,
   produceTree,
   sleep,
+  startDownloader,
   tempDir,
   waitForCommitted,
   writeRandomFile,
@@ -53,13 +53,9 @@ Deno.test("heartbeats and log messages are produced with OpenMSIStream's keys an
   const group = uniqueGroupId("telemetry");
   const chunks = await produceTree(topic, root);
   const out = await tempDir("out");
-  const cli = new CliProcess([
+  const cli = startDownloader(
     out,
-    "--config",
-    "local_broker_test",
-    "--topic_name",
     topic,
-    "--consumer_group_id",
     group,
     "--heartbeat_topic_name",
     heartbeats,
@@ -73,7 +69,7 @@ Deno.test("heartbeats and log messages are produced with OpenMSIStream's keys an
     "station7",
     "--log_interval_secs",
     "1",
-  ]);
+  );
   await cli.waitFor(/successfully reconstructed from stream/);
   await waitForCommitted(group, topic);
   // The first heartbeat and at least two periodic ones while it runs, then the last one at shutdown.
