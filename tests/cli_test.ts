@@ -179,3 +179,25 @@ Deno.test("without --consumer_group_id, the config's group.id is used; create_ne
   assert.equal(await fresh.quit(), 0);
   assert.doesNotMatch(fresh.output, /enable.auto.commit has not been set/);
 });
+
+Deno.test("--logger_stream_level hides lower levels from the console while the file keeps its own level", async () => {
+  const out = await tempDir("levels");
+  const cli = new CliProcess([
+    out,
+    "--config",
+    "local_broker_test",
+    "--update_seconds",
+    "1",
+    "--logger_stream_level",
+    "error",
+  ], { LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: deadBroker() });
+  const log = join(out, "DataFileDownloadDirectory.log");
+  const deadline = Date.now() + 60_000;
+  while (!(await Deno.readTextFile(log).catch(() => "")).includes("Waiting for the Kafka broker")) {
+    assert.ok(Date.now() < deadline, "no warning reached the log file");
+    await sleep(200);
+  }
+  cli.child.kill("SIGTERM");
+  assert.equal(await cli.exit(), 0);
+  assert.doesNotMatch(cli.output, /WARNING|\] \.\n|Listening for files/);
+});
