@@ -5,6 +5,7 @@
  * @module
  */
 import { helpText, parseArgs, PROGRAM, usage, UsageError } from "./src/args.ts";
+import { toHex } from "./src/chunk_codec.ts";
 import { ConfigError } from "./src/config_file.ts";
 import { checkReport, readCommands, shutdownSummary } from "./src/console.ts";
 import { Downloader } from "./src/downloader.ts";
@@ -63,7 +64,7 @@ async function main(args: string[]): Promise<number> {
     filePath: await logFilePath(options.loggerFilePath, settings.outputDir),
   });
   for (const warning of settings.kafka.warnings) logger.warning(warning);
-  const kafka = createKafka({ ...settings.kafka.client, clientId: PROGRAM }, logger);
+  const kafka = createKafka({ clientId: PROGRAM, ...settings.kafka.client }, logger);
   const downloader = new Downloader({
     kafka,
     topic: options.consumerTopicName,
@@ -76,10 +77,7 @@ async function main(args: string[]): Promise<number> {
     logger,
   });
 
-  const programId = crypto.getRandomValues(new Uint8Array(6)).reduce(
-    (s, b) => s + b.toString(16).padStart(2, "0"),
-    "",
-  );
+  const programId = toHex(crypto.getRandomValues(new Uint8Array(6)));
   const codecs = {
     gzip: CompressionTypes.GZIP,
     snappy: CompressionTypes.Snappy,
@@ -144,9 +142,8 @@ async function main(args: string[]): Promise<number> {
   );
   const outcome = await Promise.race([started, stopRequested.then((reason) => ({ reason }))]);
   if ("error" in outcome) {
-    logger.error(
-      `Cannot start: ${outcome.error instanceof Error ? outcome.error.message : outcome.error}`,
-    );
+    const message = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
+    logger.error(message.startsWith("Cannot") ? message : `Cannot start: ${message}`);
     code = 1;
   } else {
     const reason = "reason" in outcome ? outcome.reason : await stopRequested;

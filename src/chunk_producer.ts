@@ -1,6 +1,6 @@
 /**
  * The uploader's core: splits files into chunk messages exactly as OpenMSIStream's uploader does
- * (spec §1.7) and produces them to a topic, LZ4-compressed as OpenMSIStream's shipped configs do.
+ * (OpenMSIStream 1.8) and produces them to a topic, LZ4-compressed as OpenMSIStream's shipped configs do.
  *
  * - Chunks of `chunkSize` bytes (default 512 KiB), numbered from 1; the last one holds the rest.
  * - The whole-file SHA-512 covers every byte; the mtime is taken before reading.

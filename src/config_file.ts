@@ -2,7 +2,7 @@
  * OpenMSIStream config files: INI files read with Python `configparser` semantics, then
  * `$VAR` environment substitution.
  *
- * Rules kept from the reference (spec §5.1, §5.2):
+ * Rules kept from OpenMSIStream 1.8:
  * - `[section]` names are case-sensitive; keys are lower-cased; `=` or `:` separate key and
  *   value (the first one on the line); surrounding whitespace is stripped.
  * - Whole-line comments start with `#` or `;`; there are no inline comments.

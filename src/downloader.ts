@@ -98,8 +98,6 @@ export class Downloader {
     badRecords: 0,
   };
   #recent: string[] = [];
-  /** Called after each file is published under its final name. */
-  onFileCompleted: ((path: string) => void) | undefined;
 
   constructor(options: DownloaderOptions) {
     this.#o = options;
@@ -236,7 +234,7 @@ export class Downloader {
         const topics = await admin.listTopics();
         if (topics.includes(this.#o.topic)) return;
         problem =
-          `the topic "${this.#o.topic}" does not exist on the broker yet (check --topic_name; topics there: ${
+          `Waiting: the topic "${this.#o.topic}" does not exist on the broker yet (check --topic_name; topics there: ${
             topics.filter((t) => !t.startsWith("__")).slice(0, 10).join(", ") || "none"
           })`;
       } catch (error) {
@@ -246,11 +244,7 @@ export class Downloader {
         connected = false;
         await admin.disconnect().catch(() => {});
       }
-      this.#logger.warning(
-        `${
-          problem.startsWith("Waiting") ? problem : `Waiting: ${problem}`
-        }; retrying in ${wait} s (q to quit)`,
-      );
+      this.#logger.warning(`${problem}; retrying in ${wait} s (q to quit)`);
       await this.#sleep(wait);
     }
   }
@@ -424,7 +418,6 @@ export class Downloader {
       this.#logger.info(
         `File ${outcome.path} successfully reconstructed from stream (${outcome.bytes} bytes)`,
       );
-      this.onFileCompleted?.(outcome.path);
     }
   }
 

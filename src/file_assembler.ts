@@ -41,7 +41,7 @@ const MAX_OPEN_FILES = 64;
 const COMPLETED_KEEP = 20_000;
 
 /** Checks the fields the generation policy and the writer rely on. */
-export function checkChunkFields(chunk: DataFileChunk): void {
+function checkChunkFields(chunk: DataFileChunk): void {
   const { chunkOffsetWrite: offset, chunkI: i, nTotalChunks: n, data } = chunk;
   if (n < 1) throw new BadChunkError(`n_total_chunks is ${n}`);
   if (i < 1 || i > n) throw new BadChunkError(`chunk_i ${i} is outside 1..${n}`);
@@ -457,16 +457,10 @@ export class FileAssembler {
     } catch {
       return undefined;
     }
-    const hash = await hashFile(final);
-    const c: Completed = {
-      path: target.path,
-      fileHash: hash,
-      nTotalChunks: incoming.nTotalChunks,
-      mtime: null,
-    };
-    if (toHex(hash) !== toHex(incoming.fileHash)) return undefined;
-    this.#rememberCompleted({ ...c, mtime: incoming.mtime });
-    return c;
+    if (!bytesEqual(await hashFile(final), incoming.fileHash)) return undefined;
+    const completed: Completed = { ...incoming, path: target.path };
+    this.#rememberCompleted(completed);
+    return completed;
   }
 
   async #startGeneration(id: string, target: RelativeTarget, g: Generation): Promise<InProgress> {
@@ -542,7 +536,7 @@ export class FileAssembler {
     const partial = join(this.#partialDir, `${file.id}.data`);
     const digest = await hashFile(partial);
     const path = file.target.path;
-    if (toHex(digest) !== toHex(file.fileHash)) {
+    if (!bytesEqual(digest, file.fileHash)) {
       const reason =
         `Cannot rebuild "${path}": its whole-file SHA-512 does not match after all ${file.nTotalChunks} chunks were written (expected ${
           toHex(file.fileHash).slice(0, 16)

@@ -1,6 +1,6 @@
 /**
  * The generation policy: which upload of a file a chunk belongs to, and what to do when chunks
- * of two uploads ("generations") of the same path meet (spec §2.3).
+ * of two uploads ("generations") of the same path meet (as OpenMSIStream 1.8 decides it).
  *
  * The reference's table is kept, with its two bugs fixed (the chunk that triggers a reset is
  * written into the new generation, and a new generation starts from an empty file) and one

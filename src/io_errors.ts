@@ -8,7 +8,8 @@
  */
 
 const PATH_CODES = new Set(["ENAMETOOLONG", "ENOTDIR", "EISDIR", "ELOOP", "EINVAL"]);
-// ENAMETOOLONG 36, ENOTDIR 20, EISDIR 21, ELOOP 40, EINVAL 22.
+// Linux errno values of ENAMETOOLONG 36, ENOTDIR 20, EISDIR 21, ELOOP 40, EINVAL 22, as Deno prints
+// them ("os error N"); other systems are recognised by the error's code or class.
 const PATH_OS_ERRORS = new Set([36, 20, 21, 40, 22]);
 
 /** True when `error` comes from the path itself (its length, a file in the way…): that record cannot be written. */

@@ -28,7 +28,7 @@ export interface KafkaSettings {
   warnings: string[];
 }
 
-/** The warning of the reference (spec §3.5) when auto-commit is not switched off. */
+/** The warning of OpenMSIStream 1.8 when auto-commit is not switched off. */
 export const AUTO_COMMIT_WARNING =
   'enable.auto.commit has not been set to False for a Consumer that will manually commit offsets. Missed or duplicate messages could result. You can set "enable.auto.commit"=False in the "consumer" section of the config file to re-enable manual offset commits (recommended).';
 

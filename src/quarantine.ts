@@ -45,11 +45,6 @@ export class Quarantine {
     this.#bytes = found.reduce((sum, e) => sum + e.size, 0);
   }
 
-  /** Total bytes kept. */
-  get bytes(): number {
-    return this.#bytes;
-  }
-
   #stamp(): string {
     const iso = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
     return `${iso}-${String(++this.#serial).padStart(6, "0")}`;

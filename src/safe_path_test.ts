@@ -25,7 +25,7 @@ function assertUnsafe(
   }, JSON.stringify([subdir, filename, append]));
 }
 
-Deno.test("appendToName() inserts the append before the last extension (spec §2.4)", () => {
+Deno.test("appendToName() inserts the append before the last extension", () => {
   assert.equal(appendToName("name.tar.gz", "_copy"), "name.tar_copy.gz");
   assert.equal(appendToName(".bashrc", "_copy"), ".bashrc_copy");
   assert.equal(appendToName("noext", "_copy"), "noext_copy");

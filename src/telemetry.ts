@@ -1,5 +1,5 @@
 /**
- * Heartbeat and log messages (spec §7): periodic JSON messages to their own topics, written as
+ * Heartbeat and log messages: periodic JSON messages to their own topics, written as
  * OpenMSIStream writes them (Python's `json.dumps` layout), so the same monitoring reads both.
  *
  * - Heartbeat: key `<program_id>_heartbeat`, value `{"timestamp": "<ISO-8601 UTC>",

@@ -10,7 +10,7 @@ import { Buffer } from "node:buffer";
 import { dirname, join, relative } from "node:path";
 import { chunkMessagesOfFile, listFiles, produceFiles } from "../src/chunk_producer.ts";
 import { registerCodecs } from "../src/compression.ts";
-import { STATE_DIR_NAME } from "../src/safe_path.ts";
+import { LOG_FILE_NAME, STATE_DIR_NAME } from "../src/safe_path.ts";
 import { bootstrapServers, committedOffsets, endOffsets, testKafka } from "./_kafka.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -163,7 +163,7 @@ export async function treeDigest(dir: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const path of await listFiles(dir)) {
     const rel = relative(dir, path);
-    if (rel.startsWith(STATE_DIR_NAME + "/") || rel === "DataFileDownloadDirectory.log") continue;
+    if (rel.startsWith(STATE_DIR_NAME + "/") || rel === LOG_FILE_NAME) continue;
     out.set(rel, createHash("sha256").update(await Deno.readFile(path)).digest("hex"));
   }
   return out;

@@ -150,7 +150,7 @@ Deno.test("interop: a tree uploaded by OpenMSIStream's DataFileUploadDirectory -
     ["日本語 フォルダ/データ ファイル.csv", SMALL_CHUNK],
     ["a/b/c/d/e/deep.dat", 2_000_000],
   ];
-  // The uploader's default regex and its name rule reject these (spec §1.7).
+  // The uploader's default regex and its name rule reject these.
   const rejected: [string, number][] = [
     [".hidden.dat", 100],
     ["sub/.also hidden.txt", 100],

@@ -9,14 +9,14 @@
  * Call `ensureOpenMsiStream()`, or run `deno task venv`. It works like this:
  *
  * 1. It checks the system libraries and installs any that are missing with
- *    `apt-get update` then `apt-get install -y`, when apt-get exists. We run as
- *    root. Without apt it prints a clear message and goes on.
+ *    `apt-get update` then `apt-get install -y`, when apt-get exists (this needs
+ *    root). Without apt it prints a clear message and goes on.
  *    - `libsodium23`: needed. `import openmsistream` imports kafkacrypto, which
  *      imports pysodium. pysodium `dlopen`s libsodium at import time. Without
  *      the library, every console script (even `-h`) crashes with
  *      `OSError`/`ValueError: Unable to find libsodium`.
- *    - `python3-venv`: only needed when `python3` is Debian's own. The pyenv
- *      Python on this machine ships `venv` and `ensurepip` itself.
+ *    - `python3-venv`: only needed when `python3` is Debian's own; Pythons
+ *      built with `venv` and `ensurepip` (such as pyenv's) need nothing.
  *    - Nothing else. confluent-kafka ships manylinux wheels with librdkafka
  *      (lz4, ssl) bundled. The only sdists, `pysodium` and `atomicwrites`, are
  *      pure Python and need no compiler.
@@ -31,8 +31,8 @@
  *    `DataFileDownloadDirectory -h` exit 0.
  *
  * A lock file (`.venv/openmsistream.lock`) keeps parallel test processes from
- * installing at the same time. A fresh install took about 18 s on the 2-core
- * dev machine with a cold pip cache (`PIP_NO_CACHE_DIR=1`), and about 16 s with a warm one.
+ * installing at the same time. A fresh install takes about 18 s on 2 cores with
+ * a cold pip cache (`PIP_NO_CACHE_DIR=1`), and about 16 s with a warm one.
  *
  * ## Config
  *
@@ -182,8 +182,8 @@
 export const OPENMSISTREAM_VERSION = "1.8.8";
 
 /**
- * The transitive dependency set that was installed with openmsistream 1.8.8 on
- * CPython 3.11 / Debian 12 x86_64 when this tool was written. It is passed as a
+ * The transitive dependency set known to install with openmsistream 1.8.8 on
+ * CPython 3.11 / Debian 12 x86_64. It is passed as a
  * pip constraints file so that the reference stays stable. If it cannot be
  * installed (e.g. with another Python version), the install retries without it.
  */
@@ -386,7 +386,7 @@ export async function ensureSystemPackages(verbose = true): Promise<string[]> {
   if (inst.code !== 0) {
     console.error(
       `openmsistream_venv: 'apt-get install ${missing.join(" ")}' failed (exit ${inst.code}); ` +
-        `are we root? Continuing; the OpenMSIStream scripts may fail at import.\n${inst.stderr}`,
+        `it needs root. Continuing; the OpenMSIStream scripts may fail at import.\n${inst.stderr}`,
     );
   }
   return missing;
