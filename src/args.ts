@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { Level } from "./logger.ts";
 import { compilePythonRegex } from "./python_regex.ts";
 
 /** The program's name, as users type it. */
@@ -18,11 +19,7 @@ export class UsageError extends Error {
 /** Log thresholds, as numbers (Python logging levels). */
 export const LEVELS: Readonly<Record<string, number>> = {
   notset: 0,
-  debug: 10,
-  info: 20,
-  warning: 30,
-  error: 40,
-  critical: 50,
+  ...Object.fromEntries(Object.entries(Level).map(([name, value]) => [name.toLowerCase(), value])),
 };
 
 /** Parsed and validated command-line options. */

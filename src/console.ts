@@ -5,6 +5,7 @@
  * @module
  */
 import { type DownloadStatus, RECENT_FILES } from "./downloader.ts";
+import { formatTime } from "./logger.ts";
 
 /** A console command. */
 export type Command = "check" | "quit";
@@ -67,10 +68,7 @@ export function checkReport(status: DownloadStatus): string {
 
 /** Local time as `YYYY-MM-DD HH:MM:SS.ffffff`, as the reference's summary shows it. */
 function longTime(d: Date): string {
-  const p = (n: number, w = 2) => String(n).padStart(w, "0");
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${
-    p(d.getMinutes())
-  }:${p(d.getSeconds())}.${p(d.getMilliseconds() * 1000, 6)}`;
+  return `${formatTime(d)}.${String(d.getMilliseconds() * 1000).padStart(6, "0")}`;
 }
 
 /** The summary logged at shutdown. */
