@@ -21,6 +21,7 @@ import { chunkKey, encodeChunk, sha512 } from "../src/chunk_codec.ts";
 import { listFiles, produceFiles } from "../src/chunk_producer.ts";
 import { registerCodecs } from "../src/compression.ts";
 import { type Broker, processRssBytes, startBroker } from "./broker.ts";
+import { VENV_DIR } from "./openmsistream_venv.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const say = (line: string) => console.log(line);
@@ -41,24 +42,33 @@ async function createTopic(kafka: Kafka, topic: string, partitions: number): Pro
 }
 
 /** Runs the CLI until `done` matches its output `count` times, sampling its RSS; returns seconds and peak RSS. */
-async function runCli(
+/** Our CLI, run by this Deno with the permissions the README gives. */
+const OURS = [
+  Deno.execPath(),
+  "run",
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+  "--allow-sys",
+  CLI,
+];
+
+/**
+ * Runs a downloader (`command` with `args`) until `done` matches its output `count` times, then
+ * types `q`, sampling its RSS meanwhile; returns seconds to done, peak RSS and RSS once joined.
+ */
+async function runDownloader(
+  command: string[],
   args: string[],
   env: Record<string, string>,
   done: RegExp,
   count: number,
 ): Promise<{ seconds: number; peakRss: number; idleRss: number }> {
   const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-net",
-      "--allow-env",
-      "--allow-sys",
-      CLI,
-      ...args,
-    ],
+  const [program, ...programArgs] = command;
+  const child = new Deno.Command(program!, {
+    args: [...programArgs, ...args],
     env,
     stdin: "piped",
     stderr: "piped",
@@ -216,7 +226,8 @@ try {
   const records = await produceFiles(producer, topic, src, files);
   const bytes = (await Promise.all(files.map((f) => Deno.stat(f)))).reduce((s, i) => s + i.size, 0);
   const base = await bareConsume(kafka, topic, records);
-  const ours = await runCli(
+  const ours = await runDownloader(
+    OURS,
     [
       join(work, "ours"),
       "--config",
@@ -239,14 +250,13 @@ try {
   );
   say(`  ratio ours / baseline throughput: ${(base / ours.seconds).toFixed(2)}`);
 
-  const python =
-    new URL("../.venv/openmsistream/bin/DataFileDownloadDirectory", import.meta.url).pathname;
+  const python = `${VENV_DIR}/bin/DataFileDownloadDirectory`;
   if (
     !Deno.args.includes("--skip-reference") && await Deno.stat(python).then(() => true, () => false)
   ) {
-    const t0 = performance.now();
-    const ref = new Deno.Command(python, {
-      args: [
+    const { seconds } = await runDownloader(
+      [python],
+      [
         join(work, "reference"),
         "--config",
         "local_broker_test",
@@ -256,25 +266,9 @@ try {
         "debug",
       ],
       env,
-      stdin: "piped",
-      stderr: "piped",
-      stdout: "null",
-    }).spawn();
-    let out = "";
-    let seconds = 0;
-    const w = ref.stdin.getWriter();
-    for await (const b of ref.stderr) {
-      out += new TextDecoder().decode(b);
-      if (
-        seconds === 0 &&
-        (out.match(/successfully reconstructed from stream/g)?.length ?? 0) >= files.length
-      ) {
-        seconds = (performance.now() - t0) / 1000;
-        await w.write(new TextEncoder().encode("q\n"));
-        await w.close();
-      }
-    }
-    await ref.status;
+      /successfully reconstructed from stream/,
+      files.length,
+    );
     say(
       `  reference OpenMSIStream 1.8.8 (Python):          ${seconds.toFixed(2)} s, ${
         rate(seconds)
@@ -297,7 +291,8 @@ try {
     await produceBigFile(p, bigTopic, gib * 2 ** 30);
     await p.disconnect();
     const out = join(work, "big");
-    const run = await runCli(
+    const run = await runDownloader(
+      OURS,
       [out, "--config", "local_broker_test", "--topic_name", bigTopic, "--n_threads", "2"],
       env,
       /successfully reconstructed from stream/,
