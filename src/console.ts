@@ -51,6 +51,9 @@ export function checkReport(status: DownloadStatus): string {
     `${status.messagesRead} messages read, ${status.messagesProcessed} messages processed, ${status.filesCompleted} files completely reconstructed so far` +
     (status.badRecords > 0
       ? ` (${plural(status.badRecords, "bad record")} skipped and quarantined)`
+      : "") +
+    (status.givenUp > 0
+      ? `; ${plural(status.givenUp, "file")} given up (see the log and the quarantine)`
       : ""),
   ];
   if (status.inProgress.length > 0 || status.recent.length > 0) {

@@ -30,6 +30,7 @@ const status: DownloadStatus = {
   bytesProcessed: 90,
   filesCompleted: 2,
   badRecords: 1,
+  givenUp: 0,
   recent: ["a/b.dat", "c.dat"],
   inProgress: [{ path: "big/x.raw", chunks: 3, total: 8, bytes: 3 }],
 };
@@ -46,6 +47,10 @@ Deno.test("check reports counts, each file in progress with its share, and the r
   assert.equal(
     checkReport({ ...status, badRecords: 0, recent: [], inProgress: [] }),
     "12 messages read, 11 messages processed, 2 files completely reconstructed so far",
+  );
+  assert.equal(
+    checkReport({ ...status, badRecords: 0, givenUp: 2, recent: [], inProgress: [] }),
+    "12 messages read, 11 messages processed, 2 files completely reconstructed so far; 2 files given up (see the log and the quarantine)",
   );
 });
 

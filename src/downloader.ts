@@ -22,12 +22,13 @@ import type {
 } from "kafkajs";
 import { join } from "node:path";
 import { ChunkDecodeError, type DataFileChunk, decodeChunk } from "./chunk_codec.ts";
-import { BadChunkError, FileAssembler } from "./file_assembler.ts";
+import { BadChunkError, FileAssembler, type InProgressLimits } from "./file_assembler.ts";
 import { isPathError } from "./io_errors.ts";
 import type { Logger } from "./logger.ts";
 import { pythonMatch } from "./python_regex.ts";
 import { Quarantine } from "./quarantine.ts";
 import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "./safe_path.ts";
+import type { CrashHook } from "./state_file.ts";
 
 /** How many completed files the status remembers. */
 export const RECENT_FILES = 50;
@@ -57,6 +58,10 @@ export interface DownloaderOptions {
   retrySeconds?: number;
   /** Seconds between "waiting for broker" messages. */
   brokerWaitSeconds?: number;
+  /** Bounds on the files in progress at once. */
+  limits?: Partial<InProgressLimits>;
+  /** Test hook called at each dangerous step (a crash test kills the process there). */
+  crashHook?: CrashHook;
 }
 
 /** Counts and files, for `check` and the shutdown summary. */
@@ -67,9 +72,17 @@ export interface DownloadStatus {
   bytesProcessed: number;
   filesCompleted: number;
   badRecords: number;
+  /** Files given up in this run (over a bound of what may be in progress, or idle too long). */
+  givenUp: number;
   /** Paths of the most recent completed files, oldest first. */
   recent: string[];
   inProgress: { path: string; chunks: number; total: number; bytes: number }[];
+}
+
+/** The record's Kafka timestamp in milliseconds, or `null` when it has none. */
+function recordTime(message: KafkaMessage): number | null {
+  const time = Number(message.timestamp);
+  return Number.isSafeInteger(time) && time >= 0 ? time : null;
 }
 
 /** Stop was requested while waiting. */
@@ -112,16 +125,15 @@ export class Downloader {
       stateDir,
       logger: options.logger,
       quarantine: this.#quarantine,
+      ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.crashHook ? { crashHook: options.crashHook } : {}),
     });
   }
 
   /** Counts and files so far. */
   status(): DownloadStatus {
-    return {
-      ...this.#counts,
-      recent: [...this.#recent],
-      inProgress: this.#assembler.status().inProgress,
-    };
+    const { inProgress, givenUp } = this.#assembler.status();
+    return { ...this.#counts, givenUp, recent: [...this.#recent], inProgress };
   }
 
   #sleep(seconds: number): Promise<void> {
@@ -298,6 +310,7 @@ export class Downloader {
       if (error instanceof Stopped) return;
       throw error;
     }
+    this.#o.crashHook?.("between-flush-and-commit");
     const offset = (BigInt(last) + 1n).toString();
     try {
       await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset }]);
@@ -397,7 +410,8 @@ export class Downloader {
     try {
       outcome = await this.#retrying(
         `write chunk ${chunk.chunkI} of "${target.path}"`,
-        () => this.#assembler.addChunk(chunk, target),
+        () =>
+          this.#assembler.addChunk(chunk, target, { time: recordTime(message), tick: heartbeat }),
         heartbeat,
       );
     } catch (error) {
@@ -431,7 +445,15 @@ export class Downloader {
     if (this.#active > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
     await Promise.all(this.#consumers.map((c) => c.disconnect().catch(() => {})));
     if (this.#lock) {
-      await this.#assembler.close();
+      try {
+        await this.#assembler.close();
+      } catch (error) {
+        this.#logger.error(
+          `Cannot sync the last chunks to disk while stopping: ${
+            error instanceof Error ? error.message : error
+          }. Their offsets were not committed: they are read again at the next start`,
+        );
+      }
       this.#lock.close();
       this.#lock = undefined;
     }

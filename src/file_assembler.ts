@@ -1,33 +1,47 @@
 /**
  * Rebuilds files from chunks, durably and atomically.
  *
- * Design (resume after a crash): a **durable journal per in-progress file**. Each file being
- * rebuilt lives in the state folder as `partial/<id>.data`, with `partial/<id>.json` (its
- * generation: path, file hash, chunk count, mtime) and `partial/<id>.offsets` (one line per
- * accepted chunk: `offset length`). {@linkcode FileAssembler.flush} syncs the data, then the
- * journal lines, then the folders; the caller commits Kafka offsets only after `flush` returns.
- * So every committed chunk is on disk and known to the journal, and a restart after SIGKILL picks
- * each file up where it was, while commits keep moving during a large file. (The alternative,
- * committing only up to the oldest incomplete file per partition, stalls commits for as long as a
- * large file is in flight and forces re-reading it after a crash.)
+ * Design (resume after a crash): a **durable journal per generation in progress**. Each
+ * generation being rebuilt lives in the state folder as `partial/<id>.data`, with
+ * `partial/<id>.json` (its path, file hash, chunk count, mtime and upload time, written
+ * atomically) and `partial/<id>.offsets` (one line per accepted chunk: `offset length`, see
+ * `journal.ts`). {@linkcode FileAssembler.flush} syncs the data, then the journal lines, then
+ * the folders; the caller commits Kafka offsets only after `flush` returns. So every committed
+ * chunk is on disk and known to the journal, and a restart after SIGKILL picks each file up where
+ * it was, while commits keep moving during a large file.
  *
- * A file appears under its final name only after its whole-file SHA-512 matched: the partial
- * file gets the source mtime and is renamed into place (same file system, so atomic), and the
- * folder is synced. A file that fails the check goes to the quarantine. Completed generations
- * are remembered in `completed.log`, so redelivered chunks of a finished file are recognised as
- * duplicates, even after a restart.
+ * A generation is its file hash and its chunk layout (the chunk count): the same content uploaded
+ * twice with different chunk sizes is rebuilt in two partial files, and whichever completes first
+ * is published; the other's chunks are then duplicates. A generation completes only when its
+ * chunks tile the file exactly (no gap, no overlap, as many as it announced). Which of two
+ * contents wins is the generation policy's (`generation.ts`).
+ *
+ * The whole-file SHA-512 is computed as the chunks become contiguous (the chunk just written from
+ * memory, chunks that arrived early from the partial file), so completing a file reads little or
+ * nothing back. A file appears under its final name only after the hash matched: it gets the
+ * source mtime and is renamed into place (same file system, so atomic) after its folder was
+ * checked once more to lie inside the output directory; the folder is then synced. A file that
+ * fails the check goes to the quarantine and is not remembered: a later upload is rebuilt.
+ *
+ * In-progress generations are bounded (count, bytes, idle time); past a bound the generation idle
+ * the longest is given up, logged, and its partial file goes to the quarantine.
  *
  * @module
  */
-import { createHash } from "node:crypto";
-import { type FileHandle, open } from "node:fs/promises";
+import { createHash, type Hash } from "node:crypto";
+import type { FileHandle } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
+import { Buffer } from "node:buffer";
 import { bytesEqual, type DataFileChunk, toHex } from "./chunk_codec.ts";
-import { decideAfterCompletion, decideGeneration, type Generation } from "./generation.ts";
+import { type CompletedRecord, CompletedStore } from "./completed_store.ts";
+import { decideGeneration, type KnownGeneration } from "./generation.ts";
+import { HandlePool } from "./handle_pool.ts";
+import { isPathError, isPlaceError, isTooLargeError } from "./io_errors.ts";
+import { appendLines, readJournal } from "./journal.ts";
 import type { Logger } from "./logger.ts";
 import type { Quarantine } from "./quarantine.ts";
-import { isPathError } from "./io_errors.ts";
 import { type RelativeTarget, STATE_DIR_NAME } from "./safe_path.ts";
+import { type CrashHook, fsyncDir, TEMP_SUFFIX, writeStateFile } from "./state_file.ts";
 
 /** A chunk whose fields cannot describe a real file; the caller quarantines its record. */
 export class BadChunkError extends Error {
@@ -35,10 +49,29 @@ export class BadChunkError extends Error {
 }
 
 /** Largest chunk a message can carry (far above Kafka's limits), used to bound offsets. */
-const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
+export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
+/** Length of a SHA-512 digest. */
+const HASH_BYTES = 64;
 const HASH_READ_BYTES = 1024 * 1024;
-const MAX_OPEN_FILES = 64;
-const COMPLETED_KEEP = 20_000;
+/** Bytes hashed between two calls of the caller's `tick` (a consumer heartbeat). */
+const TICK_BYTES = 64 * 1024 * 1024;
+
+/** Bounds on what is in progress at once. */
+export interface InProgressLimits {
+  /** Generations in progress at once (default 10,000). */
+  maxFiles: number;
+  /** Bytes of chunks held in partial files (default 512 GiB). */
+  maxBytes: number;
+  /** Seconds a generation may go without a new chunk while the program runs (default 7 days). */
+  maxIdleSeconds: number;
+}
+
+/** The default {@linkcode InProgressLimits}. */
+export const DEFAULT_LIMITS: InProgressLimits = {
+  maxFiles: 10_000,
+  maxBytes: 512 * 1024 ** 3,
+  maxIdleSeconds: 7 * 24 * 3600,
+};
 
 /** Checks the fields the generation policy and the writer rely on. */
 function checkChunkFields(chunk: DataFileChunk): void {
@@ -46,48 +79,72 @@ function checkChunkFields(chunk: DataFileChunk): void {
   if (n < 1) throw new BadChunkError(`n_total_chunks is ${n}`);
   if (i < 1 || i > n) throw new BadChunkError(`chunk_i ${i} is outside 1..${n}`);
   if (offset < 0) throw new BadChunkError(`chunk_offset_write is negative (${offset})`);
+  if (data.length > MAX_CHUNK_BYTES) {
+    throw new BadChunkError(`it carries ${data.length} bytes, more than a chunk can hold`);
+  }
   if (offset + data.length > n * MAX_CHUNK_BYTES) {
     throw new BadChunkError(
       `chunk_offset_write ${offset} + ${data.length} bytes is past any size a file of ${n} chunks can have`,
     );
   }
-  if (chunk.fileHash.length === 0) throw new BadChunkError("file_hash is empty");
+  if (n > 1 && data.length === 0) throw new BadChunkError("it is empty in a file of many chunks");
+  if (chunk.fileHash.length !== HASH_BYTES) {
+    throw new BadChunkError(
+      `file_hash has ${chunk.fileHash.length} bytes; a SHA-512 digest has ${HASH_BYTES}`,
+    );
+  }
 }
 
 /** What happened to one chunk. */
 export type ChunkOutcome =
-  | { status: "written"; reset: boolean }
+  | { status: "written" }
   | { status: "duplicate" }
   | { status: "stale" }
-  | { status: "completed"; reset: boolean; path: string; bytes: number }
+  | { status: "completed"; path: string; bytes: number }
   | { status: "mismatch"; path: string; keptAt: string | null };
 
-/** One file being rebuilt. */
-interface InProgress extends Generation {
-  id: string;
-  target: RelativeTarget;
-  accepted: Map<number, number>;
-  bytes: number;
-  size: number;
-  handle: FileHandle | null;
-  /** Journal lines not yet on disk. */
-  pending: string[];
-  dirty: boolean;
-  metaWritten: boolean;
-  lastUsed: number;
-  /** Operations using `handle` right now: the open-file limit never closes it under them. */
-  users: number;
-  /** Bytes of the `.offsets` journal known to be whole lines on disk. */
-  journalBytes: number;
+/** Where a chunk came from and what to call while long work runs. */
+export interface ChunkContext {
+  /** The record's Kafka timestamp in milliseconds, or `null`. */
+  time: number | null;
+  /** Called every so often during long hashing (a consumer heartbeat). */
+  tick?: () => Promise<void>;
 }
 
-interface Completed extends Generation {
-  path: string;
+/** One generation being rebuilt. */
+interface InProgress extends KnownGeneration {
+  id: string;
+  target: RelativeTarget;
+  /** Start offsets of the accepted chunks, sorted. */
+  starts: number[];
+  lengths: Map<number, number>;
+  /** Sum of the accepted chunks' lengths. */
+  bytes: number;
+  /** End of the furthest accepted chunk. */
+  extent: number;
+  /** SHA-512 of `[0, hashedUpTo)`. */
+  hash: Hash;
+  hashedUpTo: number;
+  /** Journal lines of chunks written but not yet synced. */
+  pending: string[];
+  /** Writes so far; a sync clears `dirty` only when none came in meanwhile. */
+  writes: number;
+  dirty: boolean;
+  metaWritten: boolean;
+  /** Bytes of the journal known to be whole lines on disk. */
+  journalBytes: number;
+  /** `Date.now()` of the last accepted chunk (or of the start of this run). */
+  lastActive: number;
+  state: "open" | "completing" | "gone";
+  /** Syncs of this generation, one at a time. */
+  syncing: Promise<void>;
 }
 
 /** Counts and files for the console's `check`. */
 export interface AssemblerStatus {
   inProgress: { path: string; chunks: number; total: number; bytes: number }[];
+  /** Generations given up (over a bound, or idle too long) in this run. */
+  givenUp: number;
 }
 
 /** Per-key promise chains: one task at a time per file. */
@@ -106,55 +163,41 @@ class KeyedMutex {
   }
 }
 
-function fileId(path: string): string {
-  return createHash("sha256").update(path).digest("hex").slice(0, 32);
-}
-
-async function fsyncDir(path: string): Promise<void> {
-  const handle = await open(path, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+function generationId(identity: string, fileHash: Uint8Array, n: number): string {
+  return createHash("sha256").update(`${identity}\0${toHex(fileHash)}\0${n}`).digest("hex")
+    .slice(0, 32);
 }
 
 async function hashFile(path: string): Promise<Uint8Array> {
-  const handle = await open(path, "r");
+  const file = await Deno.open(path, { read: true });
   try {
     const hash = createHash("sha512");
     const buffer = new Uint8Array(HASH_READ_BYTES);
-    let position = 0;
     while (true) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      position += bytesRead;
+      const n = await file.read(buffer);
+      if (n === null) break;
+      hash.update(buffer.subarray(0, n));
     }
     return new Uint8Array(hash.digest());
   } finally {
-    await handle.close();
+    file.close();
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Index of the first start ≥ `offset` in a sorted array. */
+function lowerBound(starts: number[], offset: number): number {
+  let lo = 0;
+  let hi = starts.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (starts[mid]! < offset) lo = mid + 1;
+    else hi = mid;
   }
-}
-
-function completedLine(c: Completed): string {
-  return `${toHex(c.fileHash)} ${c.nTotalChunks} ${c.mtime ?? "-"} ${JSON.stringify(c.path)}\n`;
-}
-
-function fromHex(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return out;
+  return lo;
 }
 
 /** Options of {@linkcode FileAssembler}. */
@@ -165,38 +208,56 @@ export interface FileAssemblerOptions {
   stateDir: string;
   logger: Logger;
   quarantine: Quarantine;
+  /** Bounds on what is in progress (defaults: {@linkcode DEFAULT_LIMITS}). */
+  limits?: Partial<InProgressLimits>;
+  /** Test hook called at each dangerous step (a crash test kills the process there). */
+  crashHook?: CrashHook;
+  /** The clock, in milliseconds (default `Date.now`). */
+  now?: () => number;
 }
 
 /** Writes chunks into partial files, completes files atomically, and keeps a crash-safe journal. */
 export class FileAssembler {
   readonly #outputDir: string;
   readonly #partialDir: string;
-  readonly #completedLog: string;
   readonly #logger: Logger;
   readonly #quarantine: Quarantine;
+  readonly #completed: CompletedStore;
+  readonly #limits: InProgressLimits;
+  readonly #crash: CrashHook | undefined;
+  readonly #now: () => number;
   readonly #mutex = new KeyedMutex();
+  readonly #pool = new HandlePool();
+  /** Generations in progress by id. */
   readonly #files = new Map<string, InProgress>();
-  readonly #completed = new Map<string, Completed>();
-  #completedPending: Completed[] = [];
+  /** Generations in progress by path identity (several only for one content in several layouts). */
+  readonly #byPath = new Map<string, Set<InProgress>>();
+  /** Generations whose whole-file check failed in this run, by path identity. */
+  readonly #failed = new Map<string, KnownGeneration>();
+  /** Skips already logged, per path identity, so each is said once per file. */
+  readonly #told = new Map<string, Set<string>>();
   #dirsToSync = new Set<string>();
   #realOutputDir = "";
   #safeDirs = new Set<string>();
-  #clock = 0;
+  #givenUp = 0;
   #flushing: Promise<void> = Promise.resolve();
 
   constructor(options: FileAssemblerOptions) {
     this.#outputDir = options.outputDir;
     this.#partialDir = join(options.stateDir, "partial");
-    this.#completedLog = join(options.stateDir, "completed.log");
+    this.#completed = new CompletedStore(join(options.stateDir, "completed.log"));
     this.#logger = options.logger;
     this.#quarantine = options.quarantine;
+    this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.#crash = options.crashHook;
+    this.#now = options.now ?? Date.now;
   }
 
   /** Creates the state folders and resumes the files an earlier run left in progress. */
   async open(): Promise<void> {
     await Deno.mkdir(this.#partialDir, { recursive: true });
     this.#realOutputDir = await Deno.realPath(this.#outputDir);
-    await this.#loadCompleted();
+    await this.#completed.load();
     const names = new Set<string>();
     for await (const entry of Deno.readDir(this.#partialDir)) names.add(entry.name);
     for (const name of names) {
@@ -205,131 +266,142 @@ export class FileAssembler {
         // Its chunks may already be committed: deleting it could lose the file. Stop instead.
         throw new Error(
           `Cannot resume the in-progress file ${join(this.#partialDir, name)}: ${
-            error instanceof Error ? error.message : error
-          }. Fix the cause and start again, or move ${this.#partialDir} aside to start over`,
+            messageOf(error)
+          }. Fix the cause (a full disk, a permission) and start again`,
         );
       });
     }
-    // Anything else in partial/ belongs to no journal.
+    // Anything else in partial/ belongs to no journal: temporaries of an interrupted state-file
+    // write, or the data of a generation whose description never reached the disk (so none of
+    // its chunks was committed).
     for (const name of names) {
-      const id = name.replace(/\.(json|data|offsets|tmp)$/, "");
-      if (!this.#files.has(id)) await Deno.remove(join(this.#partialDir, name)).catch(() => {});
+      const id = name.replace(/\.(json|data|offsets)$/, "").replace(TEMP_SUFFIX, "");
+      if (this.#files.has(id)) continue;
+      await Deno.remove(join(this.#partialDir, name)).catch(() => {});
     }
     if (this.#files.size > 0) {
       this.#logger.info(
         `Resuming ${this.#files.size} file${this.#files.size === 1 ? "" : "s"} left in progress`,
       );
     }
-    // A file whose every chunk was journaled but which was not published before the crash.
+    // A generation whose every chunk was journaled but which was not published before the crash.
     for (const file of [...this.#files.values()]) {
-      if (file.accepted.size < file.nTotalChunks) continue;
-      await this.#mutex.run(file.id, () => this.#complete(file, false)).catch((error) => {
-        this.#logger.error(`${error instanceof Error ? error.message : error}`);
-      });
+      if (!this.#tiled(file)) continue;
+      await this.#mutex.run(file.target.identity, () => this.#complete(file, undefined)).catch(
+        (error) => this.#logger.error(messageOf(error)),
+      );
     }
     await this.flush();
   }
 
-  async #loadCompleted(): Promise<void> {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(this.#completedLog);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return;
-      throw error;
-    }
-    const lines = text.split("\n");
-    for (const line of lines) {
-      const m = /^([0-9a-f]+) (\d+) (\S+) (".*")$/.exec(line);
-      if (!m) continue;
-      const path = JSON.parse(m[4] ?? '""') as string;
-      this.#completed.delete(path);
-      this.#completed.set(path, {
-        path,
-        fileHash: fromHex(m[1] ?? ""),
-        nTotalChunks: Number(m[2]),
-        mtime: m[3] === "-" ? null : Number(m[3]),
-      });
-    }
-    this.#trimCompleted();
-    if (lines.length > COMPLETED_KEEP * 2) {
-      const tmp = `${this.#completedLog}.tmp`;
-      await Deno.writeTextFile(tmp, [...this.#completed.values()].map(completedLine).join(""));
-      await Deno.rename(tmp, this.#completedLog);
-    }
-  }
-
-  #trimCompleted(): void {
-    for (const key of this.#completed.keys()) {
-      if (this.#completed.size <= COMPLETED_KEEP) break;
-      this.#completed.delete(key);
-    }
-  }
-
   async #resume(id: string): Promise<void> {
     const base = join(this.#partialDir, id);
-    const meta = JSON.parse(await Deno.readTextFile(`${base}.json`)) as {
+    let meta: {
       target: RelativeTarget;
       fileHash: string;
       nTotalChunks: number;
       mtime: number | null;
+      firstTime?: number | null;
     };
-    const generation: Generation = {
-      fileHash: fromHex(meta.fileHash),
-      nTotalChunks: meta.nTotalChunks,
-      mtime: meta.mtime,
-    };
-    if (!(await exists(`${base}.data`))) {
-      // Crashed between the rename into place and the journal update.
-      const final = join(this.#outputDir, meta.target.path);
-      if (await exists(final) && toHex(await hashFile(final)) === meta.fileHash) {
-        this.#rememberCompleted({ ...generation, path: meta.target.path });
+    try {
+      meta = JSON.parse(await Deno.readTextFile(`${base}.json`));
+      if (typeof meta.target?.path !== "string" || !/^[0-9a-f]{128}$/.test(meta.fileHash)) {
+        throw new SyntaxError("fields are missing");
       }
-      await this.#removeJournal(id);
+    } catch (error) {
+      if (!(error instanceof SyntaxError)) throw error;
+      // Written before any chunk of it was synced; a torn one (an older version wrote it in place)
+      // means nothing of the generation was committed.
+      this.#logger.warning(
+        `Removing the unreadable in-progress description ${base}.json (${error.message}); none of its chunks was committed`,
+      );
+      await this.#removeFiles(id);
       return;
     }
-    const accepted = new Map<number, number>();
-    let journal = "";
-    try {
-      journal = await Deno.readTextFile(`${base}.offsets`);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    const target: RelativeTarget = {
+      ...meta.target,
+      identity: meta.target.identity ?? meta.target.path,
+    };
+    const generation: KnownGeneration = {
+      fileHash: Uint8Array.from(meta.fileHash.match(/../g)!.map((h) => parseInt(h, 16))),
+      nTotalChunks: meta.nTotalChunks,
+      mtime: meta.mtime,
+      firstTime: meta.firstTime ?? null,
+      lastTime: meta.firstTime ?? null,
+    };
+    if (!(await this.#exists(`${base}.data`))) {
+      // Crashed between the rename into place and the removal of the journal.
+      const final = join(this.#outputDir, target.path);
+      if (await this.#exists(final) && bytesEqual(await hashFile(final), generation.fileHash)) {
+        if (!this.#completed.get(target.identity)) {
+          this.#completed.remember({ ...generation, path: target.path, identity: target.identity });
+        }
+      }
+      await this.#removeFiles(id);
+      return;
     }
-    // A last line without its newline was cut short by a crash: it is not part of the journal.
-    for (const line of journal.slice(0, journal.lastIndexOf("\n") + 1).split("\n")) {
-      const m = /^(\d+) (\d+)$/.exec(line);
-      if (m) accepted.set(Number(m[1]), Number(m[2]));
+    const journal = await readJournal(`${base}.offsets`);
+    const file = this.#newInProgress(id, target, generation);
+    file.metaWritten = true;
+    file.dirty = false;
+    file.journalBytes = journal.bytes;
+    for (const [offset, length] of journal.entries) {
+      if (this.#overlaps(file, offset, length) !== "free") continue;
+      this.#accept(file, offset, length);
     }
-    let bytes = 0;
-    let size = 0;
-    for (const [offset, length] of accepted) {
-      bytes += length;
-      size = Math.max(size, offset + length);
-    }
-    this.#files.set(id, {
-      ...generation,
-      id,
-      target: meta.target,
-      accepted,
-      bytes,
-      size,
-      handle: null,
-      pending: [],
-      dirty: false,
-      metaWritten: true,
-      lastUsed: ++this.#clock,
-      users: 0,
-      journalBytes:
-        new TextEncoder().encode(journal.slice(0, journal.lastIndexOf("\n") + 1)).length,
-    });
+    this.#track(file);
   }
 
-  #rememberCompleted(completed: Completed): void {
-    const c = { ...completed, fileHash: completed.fileHash.slice() };
-    this.#completed.delete(c.path);
-    this.#completed.set(c.path, c);
-    this.#completedPending.push(c);
-    this.#trimCompleted();
+  async #exists(path: string): Promise<boolean> {
+    try {
+      await Deno.lstat(path);
+      return true;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return false;
+      throw error;
+    }
+  }
+
+  #newInProgress(id: string, target: RelativeTarget, g: KnownGeneration): InProgress {
+    return {
+      // A copy: the chunk's hash is a view into a whole fetched batch, which must not stay alive.
+      fileHash: g.fileHash.slice(),
+      nTotalChunks: g.nTotalChunks,
+      mtime: g.mtime,
+      firstTime: g.firstTime,
+      lastTime: g.lastTime,
+      id,
+      target,
+      starts: [],
+      lengths: new Map(),
+      bytes: 0,
+      extent: 0,
+      hash: createHash("sha512"),
+      hashedUpTo: 0,
+      pending: [],
+      writes: 0,
+      dirty: true,
+      metaWritten: false,
+      journalBytes: 0,
+      lastActive: this.#now(),
+      state: "open",
+      syncing: Promise.resolve(),
+    };
+  }
+
+  #track(file: InProgress): void {
+    this.#files.set(file.id, file);
+    let set = this.#byPath.get(file.target.identity);
+    if (!set) this.#byPath.set(file.target.identity, set = new Set());
+    set.add(file);
+  }
+
+  #untrack(file: InProgress): void {
+    file.state = "gone";
+    this.#files.delete(file.id);
+    const set = this.#byPath.get(file.target.identity);
+    set?.delete(file);
+    if (set?.size === 0) this.#byPath.delete(file.target.identity);
   }
 
   /** Files in progress, for the console. */
@@ -337,10 +409,11 @@ export class FileAssembler {
     return {
       inProgress: [...this.#files.values()].map((f) => ({
         path: f.target.path,
-        chunks: f.accepted.size,
+        chunks: f.starts.length,
         total: f.nTotalChunks,
         bytes: f.bytes,
       })),
+      givenUp: this.#givenUp,
     };
   }
 
@@ -348,108 +421,158 @@ export class FileAssembler {
    * Writes one chunk (not yet synced: call {@linkcode FileAssembler.flush} before committing)
    * and completes its file when it was the last one missing.
    *
-   * @throws {BadChunkError} when the chunk contradicts its own generation.
-   * @throws {Error} from the file system (the chunk is then not accepted).
+   * @throws {BadChunkError} when the chunk contradicts its own generation or cannot be placed.
+   * @throws {Error} from the file system (the chunk is then not accepted; retry it).
    */
-  addChunk(chunk: DataFileChunk, target: RelativeTarget): Promise<ChunkOutcome> {
+  addChunk(
+    chunk: DataFileChunk,
+    target: RelativeTarget,
+    context: ChunkContext = { time: null },
+  ): Promise<ChunkOutcome> {
     checkChunkFields(chunk);
-    const id = fileId(target.path);
-    return this.#mutex.run(id, () => this.#add(id, chunk, target));
+    return this.#mutex.run(target.identity, () => this.#add(chunk, target, context));
   }
 
-  async #add(id: string, chunk: DataFileChunk, target: RelativeTarget): Promise<ChunkOutcome> {
-    const incoming: Generation = {
+  /** Logs a skip once per file and reason. */
+  #tell(identity: string, key: string, message: string): void {
+    let told = this.#told.get(identity);
+    if (!told) {
+      if (this.#told.size >= 10_000) this.#told.delete(this.#told.keys().next().value!);
+      this.#told.set(identity, told = new Set());
+    }
+    if (told.has(key)) return;
+    told.add(key);
+    this.#logger.info(message);
+  }
+
+  async #add(
+    chunk: DataFileChunk,
+    target: RelativeTarget,
+    context: ChunkContext,
+  ): Promise<ChunkOutcome> {
+    const identity = target.identity;
+    const incoming = {
       fileHash: chunk.fileHash,
       nTotalChunks: chunk.nTotalChunks,
       mtime: chunk.fileMtime,
+      time: context.time,
     };
-    // A redelivered chunk of the generation already published is a duplicate, whatever is in progress.
-    const published = this.#completed.get(target.path);
-    if (published && bytesEqual(published.fileHash, incoming.fileHash)) {
-      return { status: "duplicate" };
-    }
-    let file = this.#files.get(id);
-    let reset = false;
-    if (file) {
-      const decision = decideGeneration(file, incoming);
-      if (decision === "conflict") {
-        throw new BadChunkError(
-          `it has the file hash of the generation in progress but ${chunk.nTotalChunks} chunks instead of ${file.nTotalChunks}`,
-        );
-      }
-      if (decision === "stale") {
-        this.#logger.warning(
-          `Skipping a chunk of "${target.path}" from an older or indeterminate generation (${chunk.nTotalChunks} chunks, hash ${
-            toHex(chunk.fileHash).slice(0, 8)
-          }); the generation in progress has ${file.nTotalChunks} chunks, hash ${
-            toHex(file.fileHash).slice(0, 8)
-          }`,
-        );
-        return { status: "stale" };
-      }
-      if (decision === "reset") {
-        this.#logger.warning(
-          `"${target.path}" has a newer generation (had ${file.nTotalChunks} chunks with hash ${
-            toHex(file.fileHash).slice(0, 8)
-          }, now ${chunk.nTotalChunks} chunks with hash ${
-            toHex(chunk.fileHash).slice(0, 8)
-          }). Discarding ${file.accepted.size} chunks of the previous generation and starting fresh.`,
-        );
-        await this.#discard(file);
-        file = undefined;
-        reset = true;
-      }
-    }
-    if (!file) {
-      const done = this.#completed.get(target.path) ??
-        await this.#completedOnDisk(target, incoming);
-      if (done) {
-        const decision = decideAfterCompletion(done, incoming);
-        if (decision === "duplicate") return { status: "duplicate" };
-        if (decision === "stale") return { status: "stale" };
-      }
-      file = await this.#startGeneration(id, target, incoming);
-    }
-    file.users++;
-    try {
-      return await this.#write(file, chunk, reset);
-    } finally {
-      file.users--;
-    }
-  }
-
-  async #write(file: InProgress, chunk: DataFileChunk, reset: boolean): Promise<ChunkOutcome> {
-    if (file.accepted.has(chunk.chunkOffsetWrite)) {
-      // A completion that failed on a transient error is retried when its chunk comes again.
-      return file.accepted.size >= file.nTotalChunks
-        ? await this.#complete(file, reset)
-        : { status: "duplicate" };
-    }
-    const handle = await this.#handle(file);
-    let written = 0;
-    while (written < chunk.data.length) {
-      const { bytesWritten } = await handle.write(
-        chunk.data,
-        written,
-        chunk.data.length - written,
-        chunk.chunkOffsetWrite + written,
+    const short = toHex(chunk.fileHash).slice(0, 8);
+    const failed = this.#failed.get(identity);
+    if (
+      failed && bytesEqual(failed.fileHash, chunk.fileHash) &&
+      failed.nTotalChunks === chunk.nTotalChunks &&
+      (context.time === null || failed.lastTime === null || context.time <= failed.lastTime)
+    ) {
+      this.#tell(
+        identity,
+        `failed ${short}`,
+        `Skipping the remaining chunks of "${target.path}" (hash ${short}): that upload failed its whole-file check`,
       );
-      written += bytesWritten;
+      return { status: "stale" };
     }
-    file.accepted.set(chunk.chunkOffsetWrite, chunk.data.length);
-    file.bytes += chunk.data.length;
-    file.size = Math.max(file.size, chunk.chunkOffsetWrite + chunk.data.length);
-    file.pending.push(`${chunk.chunkOffsetWrite} ${chunk.data.length}\n`);
-    file.dirty = true;
-    if (file.accepted.size < file.nTotalChunks) return { status: "written", reset };
-    return await this.#complete(file, reset);
+    const inProgress = [...(this.#byPath.get(identity) ?? [])];
+    const published = this.#completed.get(identity) ??
+      (inProgress.length === 0 ? await this.#publishedOnDisk(target, chunk.fileHash) : undefined);
+    const current = inProgress.length > 0 ? this.#generationOf(inProgress) : published ?? null;
+    const decision = decideGeneration(
+      inProgress.length > 0 ? current : null,
+      published ?? null,
+      incoming,
+    );
+    if (decision === "duplicate") return { status: "duplicate" };
+    if (decision === "stale") {
+      this.#tell(
+        identity,
+        `stale ${short}`,
+        `Skipping the chunks of an earlier upload of "${target.path}" (hash ${short}, ${chunk.nTotalChunks} chunks${
+          context.time === null ? "" : `, uploaded ${new Date(context.time).toISOString()}`
+        }): a later upload (hash ${toHex(current!.fileHash).slice(0, 8)}) wins`,
+      );
+      return { status: "stale" };
+    }
+    if ((decision === "newer" || decision === "reupload") && inProgress.length > 0) {
+      const old = this.#generationOf(inProgress);
+      const chunks = inProgress.reduce((sum, f) => sum + f.starts.length, 0);
+      this.#logger.warning(
+        `"${target.path}" was uploaded again (had ${old.nTotalChunks} chunks with hash ${
+          toHex(old.fileHash).slice(0, 8)
+        }, now ${chunk.nTotalChunks} chunks with hash ${short}). Discarding ${chunks} chunks of the earlier upload and starting fresh.`,
+      );
+      for (const f of inProgress) await this.#discard(f);
+    }
+    if (decision === "reupload" && published) {
+      // The published content uploaded again: rebuild it only if the file is no longer there.
+      if (await this.#exists(join(this.#outputDir, published.path))) {
+        this.#sawUploadAgain(published, context.time!);
+        this.#tell(
+          identity,
+          `again ${short}`,
+          `"${target.path}" was uploaded again with the content it already has; keeping it`,
+        );
+        return { status: "duplicate" };
+      }
+      this.#tell(
+        identity,
+        `rebuild ${short}`,
+        `"${target.path}" was uploaded again and is no longer in the output directory; rebuilding it`,
+      );
+    }
+    // The same content in the same layout continues; another layout gets its own partial file.
+    const id = generationId(identity, chunk.fileHash, chunk.nTotalChunks);
+    let file = this.#files.get(id);
+    if (!file) {
+      file = await this.#startGeneration(id, target, {
+        ...incoming,
+        firstTime: context.time,
+        lastTime: context.time,
+      });
+    }
+    if (context.time !== null) {
+      if (file.firstTime === null || context.time < file.firstTime) file.firstTime = context.time;
+      if (file.lastTime === null || context.time > file.lastTime) file.lastTime = context.time;
+    }
+    return await this.#write(file, chunk, context);
   }
 
-  /** A final file already on disk with the chunk's hash counts as completed (a crash before its journal entry). */
-  async #completedOnDisk(
+  /** The generation in progress (several layouts share its content). */
+  #generationOf(files: InProgress[]): KnownGeneration {
+    const first = files[0]!;
+    let firstTime = first.firstTime;
+    let lastTime = first.lastTime;
+    for (const f of files) {
+      if (f.firstTime !== null && (firstTime === null || f.firstTime < firstTime)) {
+        firstTime = f.firstTime;
+      }
+      if (f.lastTime !== null && (lastTime === null || f.lastTime > lastTime)) {
+        lastTime = f.lastTime;
+      }
+    }
+    return { ...first, firstTime, lastTime };
+  }
+
+  /**
+   * Notes a later upload of the published content. Uploads of other content are compared with
+   * it from now on; it is written down when it starts more than a minute after the previous
+   * upload's last record (not for every chunk of it).
+   */
+  #sawUploadAgain(record: CompletedRecord, time: number): void {
+    if (record.lastTime === null || time <= record.lastTime) return;
+    const fresh = time - record.lastTime > 60_000;
+    // Both times move: other content is from now on compared with this latest upload.
+    const updated = { ...record, firstTime: time, lastTime: time };
+    if (fresh) this.#completed.remember(updated);
+    else this.#completed.update(updated);
+  }
+
+  /**
+   * A final file on disk whose content has the chunk's hash, for a path the store does not know
+   * (a crash before its record was synced, or a store that forgot it).
+   */
+  async #publishedOnDisk(
     target: RelativeTarget,
-    incoming: Generation,
-  ): Promise<Completed | undefined> {
+    fileHash: Uint8Array,
+  ): Promise<CompletedRecord | undefined> {
     const final = join(this.#outputDir, target.path);
     try {
       const info = await Deno.lstat(final);
@@ -457,96 +580,256 @@ export class FileAssembler {
     } catch {
       return undefined;
     }
-    if (!bytesEqual(await hashFile(final), incoming.fileHash)) return undefined;
-    const completed: Completed = { ...incoming, path: target.path };
-    this.#rememberCompleted(completed);
-    return completed;
+    if (!bytesEqual(await hashFile(final), fileHash)) return undefined;
+    const record: CompletedRecord = {
+      fileHash,
+      nTotalChunks: 0,
+      mtime: null,
+      firstTime: null,
+      lastTime: null,
+      path: target.path,
+      identity: target.identity,
+    };
+    this.#completed.remember(record);
+    return record;
   }
 
-  async #startGeneration(id: string, target: RelativeTarget, g: Generation): Promise<InProgress> {
+  /** Where a chunk falls among the accepted ones. */
+  #overlaps(file: InProgress, offset: number, length: number): "free" | "same" | "overlap" {
+    const known = file.lengths.get(offset);
+    if (known !== undefined) return known === length ? "same" : "overlap";
+    const i = lowerBound(file.starts, offset);
+    const before = file.starts[i - 1];
+    if (before !== undefined && before + file.lengths.get(before)! > offset) return "overlap";
+    const after = file.starts[i];
+    if (after !== undefined && offset + length > after) return "overlap";
+    return "free";
+  }
+
+  #accept(file: InProgress, offset: number, length: number): void {
+    file.starts.splice(lowerBound(file.starts, offset), 0, offset);
+    file.lengths.set(offset, length);
+    file.bytes += length;
+    file.extent = Math.max(file.extent, offset + length);
+  }
+
+  /** True when the accepted chunks are as many as announced and tile `[0, extent)` exactly. */
+  #tiled(file: InProgress): boolean {
+    return file.starts.length === file.nTotalChunks && file.bytes === file.extent;
+  }
+
+  async #write(
+    file: InProgress,
+    chunk: DataFileChunk,
+    context: ChunkContext,
+  ): Promise<ChunkOutcome> {
+    const offset = chunk.chunkOffsetWrite;
+    const length = chunk.data.length;
+    const place = this.#overlaps(file, offset, length);
+    if (place === "same") {
+      // A completion that failed on a transient error is retried when its chunk comes again.
+      return this.#tiled(file) ? await this.#complete(file, context.tick) : { status: "duplicate" };
+    }
+    if (place === "overlap") {
+      throw new BadChunkError(
+        `its bytes ${offset}..${offset + length} overlap another chunk of the same upload`,
+      );
+    }
+    if (file.starts.length >= file.nTotalChunks) {
+      throw new BadChunkError(
+        `the upload already has its ${file.nTotalChunks} chunks, and they leave gaps: this one does not belong to it`,
+      );
+    }
+    // What the other chunks can still fill: each is at most MAX_CHUNK_BYTES long.
+    const room = file.bytes + length +
+      (file.nTotalChunks - file.starts.length - 1) * MAX_CHUNK_BYTES;
+    if (Math.max(file.extent, offset + length) > room) {
+      throw new BadChunkError(
+        `chunk_offset_write ${offset} is past what the ${file.nTotalChunks} chunks of the upload can fill`,
+      );
+    }
+    const path = join(this.#partialDir, `${file.id}.data`);
+    await this.#pool.use(file.id, path, "r+", async (handle) => {
+      let written = 0;
+      while (written < length) {
+        const { bytesWritten } = await handle.write(
+          chunk.data,
+          written,
+          length - written,
+          offset + written,
+        );
+        written += bytesWritten;
+      }
+    }).catch((error) => {
+      if (isTooLargeError(error)) {
+        throw new BadChunkError(`it cannot be written at offset ${offset}: ${messageOf(error)}`);
+      }
+      throw error;
+    });
+    this.#pool.pin(file.id, true);
+    this.#crash?.("after-data-write");
+    this.#accept(file, offset, length);
+    file.pending.push(`${offset} ${length}\n`);
+    file.writes++;
+    file.dirty = true;
+    file.lastActive = this.#now();
+    if (offset === file.hashedUpTo) {
+      file.hash.update(chunk.data);
+      file.hashedUpTo += length;
+    }
+    await this.#advanceHash(file, context.tick);
+    if (!this.#tiled(file)) return { status: "written" };
+    return await this.#complete(file, context.tick);
+  }
+
+  /** Feeds the whole-file hash with the chunks now contiguous with what it has seen. */
+  async #advanceHash(file: InProgress, tick: (() => Promise<void>) | undefined): Promise<void> {
+    let next = file.lengths.get(file.hashedUpTo);
+    if (next === undefined) return;
+    const path = join(this.#partialDir, `${file.id}.data`);
+    let sinceTick = 0;
+    await this.#pool.use(file.id, path, "r+", async (handle: FileHandle) => {
+      const buffer = Buffer.allocUnsafe(HASH_READ_BYTES);
+      while (next !== undefined) {
+        let left = next;
+        while (left > 0) {
+          const want = Math.min(left, buffer.length);
+          const { bytesRead } = await handle.read(buffer, 0, want, file.hashedUpTo);
+          if (bytesRead === 0) throw new Error(`${path} is shorter than its journal says`);
+          file.hash.update(buffer.subarray(0, bytesRead));
+          file.hashedUpTo += bytesRead;
+          left -= bytesRead;
+          sinceTick += bytesRead;
+          if (tick && sinceTick >= TICK_BYTES) {
+            sinceTick = 0;
+            await tick().catch(() => {});
+          }
+        }
+        next = file.lengths.get(file.hashedUpTo);
+      }
+    });
+  }
+
+  async #startGeneration(
+    id: string,
+    target: RelativeTarget,
+    g: KnownGeneration,
+  ): Promise<InProgress> {
     // Refuse a path that cannot be published (a symlink out, a file in the way) before accepting anything.
     await this.#makeSafeDir(dirname(join(this.#outputDir, target.path)));
+    const file = this.#newInProgress(id, target, g);
     const base = join(this.#partialDir, id);
-    const handle = await open(`${base}.data`, "w+");
-    const file: InProgress = {
-      ...g,
-      // A copy: the chunk's hash is a view into a whole fetched batch, which must not stay alive.
-      fileHash: g.fileHash.slice(),
-      id,
-      target,
-      accepted: new Map(),
-      bytes: 0,
-      size: 0,
-      handle,
-      pending: [],
-      dirty: true,
-      metaWritten: false,
-      lastUsed: ++this.#clock,
-      users: 0,
-      journalBytes: 0,
-    };
-    this.#files.set(id, file);
-    await this.#limitOpenFiles();
+    await this.#pool.use(id, `${base}.data`, "w+", () => Promise.resolve());
+    // The journal exists before the description is written (whose folder sync makes both durable).
+    await Deno.writeFile(`${base}.offsets`, new Uint8Array());
+    this.#track(file);
     return file;
   }
 
-  async #handle(file: InProgress): Promise<FileHandle> {
-    file.lastUsed = ++this.#clock;
-    if (file.handle) return file.handle;
-    file.handle = await open(join(this.#partialDir, `${file.id}.data`), "r+");
-    await this.#limitOpenFiles();
-    return file.handle;
+  /** Runs `task` after the syncs of `file` queued before it. */
+  #chain(file: InProgress, task: () => Promise<void>): Promise<void> {
+    const next = file.syncing.then(task, task);
+    file.syncing = next.catch(() => {});
+    return next;
   }
 
-  async #limitOpenFiles(): Promise<void> {
-    const open = [...this.#files.values()].filter((f) =>
-      f.handle !== null && !f.dirty && f.users === 0
-    );
-    let count = [...this.#files.values()].filter((f) => f.handle !== null).length;
-    open.sort((a, b) => a.lastUsed - b.lastUsed);
-    for (const f of open) {
-      if (count <= MAX_OPEN_FILES) break;
-      // Checked again: an earlier close awaited, and another operation may have taken this one.
-      const handle = f.handle;
-      if (handle === null || f.dirty || f.users > 0) continue;
-      f.handle = null;
-      count--;
-      await handle.close();
+  /** Makes what was written to `file` durable: its description, its data, then its journal. */
+  async #syncNow(file: InProgress): Promise<void> {
+    if (!file.dirty || file.state === "gone") return;
+    const writes = file.writes;
+    const lines = file.pending;
+    file.pending = [];
+    const base = join(this.#partialDir, file.id);
+    try {
+      if (!file.metaWritten) {
+        const meta = {
+          target: file.target,
+          fileHash: toHex(file.fileHash),
+          nTotalChunks: file.nTotalChunks,
+          mtime: file.mtime,
+          firstTime: file.firstTime,
+        };
+        await writeStateFile(
+          `${base}.json`,
+          new TextEncoder().encode(JSON.stringify(meta)),
+          this.#crash,
+        );
+        file.metaWritten = true;
+      }
+      await this.#pool.use(file.id, `${base}.data`, "r+", (h) => h.datasync());
+      if (lines.length > 0) {
+        file.journalBytes = await appendLines(`${base}.offsets`, file.journalBytes, lines.join(""));
+        this.#crash?.("after-journal-write");
+      }
+    } catch (error) {
+      file.pending = lines.concat(file.pending);
+      throw error;
+    }
+    if (file.writes === writes) {
+      file.dirty = false;
+      this.#pool.pin(file.id, false);
     }
   }
 
   async #discard(file: InProgress): Promise<void> {
-    await file.handle?.close().catch(() => {});
-    file.handle = null;
-    this.#files.delete(file.id);
-    await this.#removeJournal(file.id);
+    this.#untrack(file);
+    await this.#chain(file, async () => {
+      await this.#pool.close(file.id);
+      await this.#removeFiles(file.id);
+    });
   }
 
-  async #removeJournal(id: string): Promise<void> {
+  async #removeFiles(id: string): Promise<void> {
     const base = join(this.#partialDir, id);
-    for (const ext of [".json", ".offsets", ".data"]) await Deno.remove(base + ext).catch(() => {});
+    for (const ext of [".json", ".offsets", ".data", `.json${TEMP_SUFFIX}`]) {
+      await Deno.remove(base + ext).catch(() => {});
+    }
   }
 
-  async #complete(file: InProgress, reset: boolean): Promise<ChunkOutcome> {
-    const handle = await this.#handle(file);
-    await handle.truncate(file.size);
-    await handle.datasync();
-    await handle.close();
-    file.handle = null;
-    const partial = join(this.#partialDir, `${file.id}.data`);
-    const digest = await hashFile(partial);
+  async #complete(
+    file: InProgress,
+    tick: (() => Promise<void>) | undefined,
+  ): Promise<ChunkOutcome> {
+    // Durable first, so that syncs of other batches need not wait for this completion.
+    await this.#chain(file, async () => {
+      await this.#syncNow(file);
+      file.state = "completing";
+    });
+    try {
+      return await this.#publish(file, tick);
+    } finally {
+      if (file.state === "completing") file.state = "open";
+    }
+  }
+
+  async #publish(file: InProgress, tick: (() => Promise<void>) | undefined): Promise<ChunkOutcome> {
+    // Resumed after a restart, the hash catches up from the partial file.
+    await this.#advanceHash(file, tick);
+    const digest = new Uint8Array(file.hash.copy().digest());
     const path = file.target.path;
+    const partial = join(this.#partialDir, `${file.id}.data`);
     if (!bytesEqual(digest, file.fileHash)) {
       const reason =
         `Cannot rebuild "${path}": its whole-file SHA-512 does not match after all ${file.nTotalChunks} chunks were written (expected ${
           toHex(file.fileHash).slice(0, 16)
         }…, got ${toHex(digest).slice(0, 16)}…)`;
+      if (this.#failed.size >= 10_000) this.#failed.delete(this.#failed.keys().next().value!);
+      this.#failed.set(file.target.identity, {
+        fileHash: file.fileHash,
+        nTotalChunks: file.nTotalChunks,
+        mtime: file.mtime,
+        firstTime: file.firstTime,
+        lastTime: file.lastTime,
+      });
       const keptAt = await this.#retire(file, reason);
       this.#logger.error(
-        `${reason}; ${keptAt ? `the file was moved to ${keptAt}` : "the file was deleted"}`,
+        `${reason}; ${
+          keptAt ? `the file was moved to ${keptAt}` : "the file was deleted"
+        }. A later upload of it will be rebuilt`,
       );
       return { status: "mismatch", path, keptAt };
     }
+    await this.#pool.close(file.id);
     const final = join(this.#outputDir, path);
     try {
       await this.#makeSafeDir(dirname(final));
@@ -554,37 +837,65 @@ export class FileAssembler {
         const mtime = new Date(file.mtime * 1000);
         await Deno.utime(partial, mtime, mtime);
       }
+      await this.#checkParent(final);
+      this.#crash?.("before-publish");
       await Deno.rename(partial, final);
     } catch (error) {
-      // A path that cannot take the file fails it; anything else (a permission, a full disk) is retried.
-      if (!(error instanceof BadChunkError) && !isPathError(error)) throw error;
-      const reason = `Cannot place "${path}" in the output directory: ${
-        error instanceof Error ? error.message : error
-      }`;
+      // A path that cannot take the file fails it; anything else (a full disk) is retried.
+      if (!(error instanceof BadChunkError) && !isPathError(error) && !isPlaceError(error)) {
+        throw error;
+      }
+      const reason = `Cannot place "${path}" in the output directory: ${messageOf(error)}`;
       const keptAt = await this.#retire(file, reason);
       throw new BadChunkError(
         `${reason}; the rebuilt file was ${keptAt ? `moved to ${keptAt}` : "deleted"}`,
       );
     }
-    this.#files.delete(file.id);
+    this.#crash?.("after-publish");
+    this.#untrack(file);
+    this.#failed.delete(file.target.identity);
     this.#dirsToSync.add(dirname(final));
-    this.#rememberCompleted({ ...file, path });
-    await Deno.remove(join(this.#partialDir, `${file.id}.json`)).catch(() => {});
-    await Deno.remove(join(this.#partialDir, `${file.id}.offsets`)).catch(() => {});
-    return { status: "completed", reset, path, bytes: file.size };
+    this.#completed.remember({ ...file, path, identity: file.target.identity });
+    await this.#removeFiles(file.id);
+    // The same content in another layout is now a duplicate.
+    for (const other of [...(this.#byPath.get(file.target.identity) ?? [])]) {
+      await this.#discard(other);
+    }
+    return { status: "completed", path, bytes: file.extent };
   }
 
-  /** Moves a rebuilt file that cannot be published to the quarantine and forgets its journal. */
+  /** Moves a generation that cannot be published to the quarantine and forgets its journal. */
   async #retire(file: InProgress, reason: string): Promise<string | null> {
-    const keptAt = await this.#quarantine.keepFile(
-      join(this.#partialDir, `${file.id}.data`),
-      file.target.name,
-      reason,
-    );
-    this.#files.delete(file.id);
-    await this.#removeJournal(file.id);
-    this.#rememberCompleted({ ...file, path: file.target.path });
+    this.#untrack(file);
+    await this.#pool.close(file.id);
+    const data = join(this.#partialDir, `${file.id}.data`);
+    let keptAt: string | null = null;
+    try {
+      keptAt = await this.#quarantine.keepFile(data, file.target.name, reason);
+    } catch (error) {
+      this.#logger.warning(`Cannot keep ${data} in the quarantine: ${messageOf(error)}`);
+    }
+    await this.#removeFiles(file.id);
     return keptAt;
+  }
+
+  /**
+   * Checks, right before the rename, that the file's folder still lies inside the output
+   * directory and outside the state folder (a folder swapped for a symlink since it was made).
+   * A swap between this check and the rename is not detected.
+   */
+  async #checkParent(final: string): Promise<void> {
+    const real = await Deno.realPath(dirname(final));
+    const realState = join(this.#realOutputDir, STATE_DIR_NAME);
+    if (
+      (real !== this.#realOutputDir && !real.startsWith(this.#realOutputDir + sep)) ||
+      real === realState || real.startsWith(realState + sep)
+    ) {
+      this.#safeDirs.clear();
+      throw new BadChunkError(
+        `its folder ${dirname(final)} now leads outside the output directory (to ${real})`,
+      );
+    }
   }
 
   /**
@@ -626,6 +937,48 @@ export class FileAssembler {
     }
   }
 
+  /** Gives up generations past the bounds: idle too long first, then the least recently active. */
+  async #enforceLimits(): Promise<void> {
+    const now = this.#now();
+    const files = [...this.#files.values()].sort((a, b) => a.lastActive - b.lastActive);
+    let count = files.length;
+    let bytes = files.reduce((sum, f) => sum + f.bytes, 0);
+    for (const file of files) {
+      const idle = (now - file.lastActive) / 1000;
+      let why: string | undefined;
+      if (idle > this.#limits.maxIdleSeconds) {
+        why = `no chunk of it came for ${
+          Math.round(idle)
+        } s (the limit is ${this.#limits.maxIdleSeconds} s)`;
+      } else if (count > this.#limits.maxFiles) {
+        why = `${count} files are in progress (the limit is ${this.#limits.maxFiles})`;
+      } else if (bytes > this.#limits.maxBytes) {
+        why = `files in progress hold ${bytes} bytes (the limit is ${this.#limits.maxBytes})`;
+      } else {
+        continue;
+      }
+      const done = await this.#mutex.run(file.target.identity, async () => {
+        if (file.state !== "open" || this.#files.get(file.id) !== file) return false;
+        // Its chunks are committed or about to be: make them durable before moving the file.
+        await this.#chain(file, () => this.#syncNow(file));
+        const reason =
+          `Giving up "${file.target.path}" with ${file.starts.length} of ${file.nTotalChunks} chunks: ${why}`;
+        const keptAt = await this.#retire(file, reason);
+        this.#logger.warning(
+          `${reason}; ${
+            keptAt ? `its partial file was moved to ${keptAt}` : "its partial file was deleted"
+          }. A later upload of it will be rebuilt`,
+        );
+        return true;
+      });
+      if (done) {
+        this.#givenUp++;
+        count--;
+        bytes -= file.bytes;
+      }
+    }
+  }
+
   /**
    * Makes every chunk written so far durable: file data, journal lines, completed renames.
    * Call before committing the offsets of those chunks.
@@ -639,72 +992,29 @@ export class FileAssembler {
   }
 
   async #flushOnce(): Promise<void> {
-    let metaCreated = false;
     for (const file of [...this.#files.values()]) {
-      if (!file.dirty) continue;
-      await this.#mutex.run(file.id, async () => {
-        if (!file.dirty || this.#files.get(file.id) !== file) return;
-        const base = join(this.#partialDir, file.id);
-        if (!file.metaWritten) {
-          const meta = {
-            target: file.target,
-            fileHash: toHex(file.fileHash),
-            nTotalChunks: file.nTotalChunks,
-            mtime: file.mtime,
-          };
-          await Deno.writeTextFile(`${base}.json`, JSON.stringify(meta));
-          const m = await open(`${base}.json`, "r");
-          await m.sync().finally(() => m.close());
-          file.metaWritten = true;
-          metaCreated = true;
-        }
-        file.users++;
-        try {
-          await (await this.#handle(file)).datasync();
-        } finally {
-          file.users--;
-        }
-        const lines = new TextEncoder().encode(file.pending.join(""));
-        const journal = await open(`${base}.offsets`, "a");
-        try {
-          // A write that failed half-way (a full disk) must not leave a partial line behind.
-          if ((await journal.stat()).size !== file.journalBytes) {
-            await journal.truncate(file.journalBytes);
-          }
-          await journal.write(lines);
-          await journal.datasync();
-        } finally {
-          await journal.close();
-        }
-        file.journalBytes += lines.length;
-        file.pending = [];
-        file.dirty = false;
-      });
+      // A completing file made itself durable before it began.
+      if (!file.dirty || file.state !== "open") continue;
+      await this.#chain(file, () => this.#syncNow(file));
     }
-    if (metaCreated) await fsyncDir(this.#partialDir);
     const dirs = [...this.#dirsToSync];
     this.#dirsToSync.clear();
-    for (const dir of dirs) await fsyncDir(dir);
-    if (this.#completedPending.length > 0) {
-      const records = [...this.#completedPending];
-      const log = await open(this.#completedLog, "a");
-      try {
-        await log.write(records.map(completedLine).join(""));
-        await log.datasync();
-      } finally {
-        await log.close();
-      }
-      this.#completedPending = this.#completedPending.slice(records.length);
+    try {
+      for (const dir of dirs) await fsyncDir(dir);
+    } catch (error) {
+      for (const dir of dirs) this.#dirsToSync.add(dir);
+      throw error;
     }
-    await this.#limitOpenFiles();
+    await this.#completed.flush();
+    await this.#enforceLimits();
   }
 
   /** Flushes and closes every open file. */
   async close(): Promise<void> {
-    await this.flush();
-    for (const file of this.#files.values()) {
-      await file.handle?.close().catch(() => {});
-      file.handle = null;
+    try {
+      await this.flush();
+    } finally {
+      await this.#pool.closeAll();
     }
   }
 }

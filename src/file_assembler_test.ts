@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { type DataFileChunk, sha512 } from "./chunk_codec.ts";
-import { BadChunkError, FileAssembler } from "./file_assembler.ts";
+import { BadChunkError, FileAssembler, type FileAssemblerOptions } from "./file_assembler.ts";
 import { Logger } from "./logger.ts";
 import { Quarantine } from "./quarantine.ts";
 import { relativeTarget, STATE_DIR_NAME } from "./safe_path.ts";
@@ -49,25 +49,39 @@ interface Setup {
   assembler: FileAssembler;
   lines: string[];
   reopen(): Promise<FileAssembler>;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
-async function setup(): Promise<Setup> {
+async function setup(
+  options: Omit<Partial<FileAssemblerOptions>, "outputDir" | "stateDir" | "logger"> = {},
+): Promise<Setup> {
   const dir = await Deno.makeTempDir({ prefix: "assembler_test_" });
   const lines: string[] = [];
+  const opened: FileAssembler[] = [];
   const make = async () => {
     const logger = new Logger({ name: "test", streamLevel: 0, stream: (l) => lines.push(l) });
     const stateDir = join(dir, STATE_DIR_NAME);
     const quarantine = new Quarantine(join(stateDir, "quarantine"), 1024 * 1024);
     await quarantine.open();
-    const a = new FileAssembler({ outputDir: dir, stateDir, logger, quarantine });
+    const a = new FileAssembler({ quarantine, ...options, outputDir: dir, stateDir, logger });
+    opened.push(a);
     await a.open();
     return a;
   };
-  return { dir, assembler: await make(), lines, reopen: make };
+  return {
+    dir,
+    assembler: await make(),
+    lines,
+    reopen: make,
+    async [Symbol.asyncDispose]() {
+      for (const a of opened) await a.close().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
 }
 
-async function add(a: FileAssembler, c: DataFileChunk) {
-  return await a.addChunk(c, relativeTarget(c.subdirStr, c.filename, c.filenameAppend));
+async function add(a: FileAssembler, c: DataFileChunk, time: number | null = null) {
+  return await a.addChunk(c, relativeTarget(c.subdirStr, c.filename, c.filenameAppend), { time });
 }
 
 async function partialFiles(dir: string): Promise<string[]> {
@@ -77,7 +91,8 @@ async function partialFiles(dir: string): Promise<string[]> {
 }
 
 Deno.test("chunks in any order, with duplicates, rebuild the file under its final name only when complete", async () => {
-  const { dir, assembler } = await setup();
+  await using t = await setup();
+  const { dir, assembler } = t;
   const bytes = random(100_000, 1);
   const chunks = makeChunks(bytes, 16384, { subdir: "a/b", name: "x y ü.dat" });
   const order = [3, 0, 6, 0, 5, 1, 3, 4];
@@ -99,13 +114,14 @@ Deno.test("chunks in any order, with duplicates, rebuild the file under its fina
 });
 
 Deno.test("a newer generation (more chunks) resets, and the chunk that triggered the reset is written", async () => {
-  const { dir, assembler } = await setup();
+  await using t = await setup();
+  const { dir, assembler } = t;
   const gen1 = makeChunks(random(24_000, 2), 16384);
   const gen2Bytes = random(40_000, 3);
   const gen2 = makeChunks(gen2Bytes, 16384);
   assert.equal((await add(assembler, gen1[0]!)).status, "written");
   const reset = await add(assembler, gen2[1]!);
-  assert.deepEqual(reset, { status: "written", reset: true });
+  assert.deepEqual(reset, { status: "written" });
   assert.equal((await add(assembler, gen1[1]!)).status, "stale");
   assert.equal((await add(assembler, gen2[0]!)).status, "written");
   assert.equal((await add(assembler, gen2[2]!)).status, "completed");
@@ -114,13 +130,14 @@ Deno.test("a newer generation (more chunks) resets, and the chunk that triggered
 });
 
 Deno.test("same chunk count: a newer mtime wins, an unknown or older mtime is stale", async () => {
-  const { dir, assembler } = await setup();
+  await using t = await setup();
+  const { dir, assembler } = t;
   const g1 = makeChunks(random(30_000, 4), 16384, { mtime: 1000 });
   const g2Bytes = random(30_000, 5);
   const g2 = makeChunks(g2Bytes, 16384, { mtime: 2000 });
   const g3 = makeChunks(random(30_000, 6), 16384, { mtime: null });
   await add(assembler, g1[0]!);
-  assert.deepEqual(await add(assembler, g2[0]!), { status: "written", reset: true });
+  assert.deepEqual(await add(assembler, g2[0]!), { status: "written" });
   assert.equal((await add(assembler, g1[1]!)).status, "stale");
   assert.equal((await add(assembler, g3[1]!)).status, "stale");
   assert.equal((await add(assembler, g2[1]!)).status, "completed");
@@ -129,7 +146,8 @@ Deno.test("same chunk count: a newer mtime wins, an unknown or older mtime is st
 });
 
 Deno.test("a shorter re-upload after completion replaces the file without stale trailing bytes", async () => {
-  const { dir, assembler } = await setup();
+  await using t = await setup();
+  const { dir, assembler } = t;
   for (const c of makeChunks(random(50_000, 7), 16384, { mtime: 1000 })) await add(assembler, c);
   const shorter = random(10_000, 8);
   const outcome = await add(assembler, makeChunks(shorter, 16384, { mtime: 2000 })[0]!);
@@ -139,7 +157,8 @@ Deno.test("a shorter re-upload after completion replaces the file without stale 
 });
 
 Deno.test("a whole-file hash mismatch goes to the quarantine, never under the final name", async () => {
-  const { dir, assembler, lines } = await setup();
+  await using t = await setup();
+  const { dir, assembler, lines } = t;
   const chunks = makeChunks(random(40_000, 9), 16384).map((c) => ({
     ...c,
     fileHash: sha512(new Uint8Array([1])),
@@ -160,7 +179,8 @@ Deno.test("a whole-file hash mismatch goes to the quarantine, never under the fi
 });
 
 Deno.test("after a crash, flushed chunks are resumed from the journal and the file completes", async () => {
-  const { dir, assembler, reopen } = await setup();
+  await using t = await setup();
+  const { dir, assembler, reopen } = t;
   const bytes = random(200_000, 10);
   const chunks = makeChunks(bytes, 16384, { subdir: "deep/er" });
   for (const c of chunks.slice(0, 6)) await add(assembler, c);
@@ -189,7 +209,8 @@ Deno.test("after a crash, flushed chunks are resumed from the journal and the fi
 });
 
 Deno.test("a final file already on disk with the chunk's hash is not rebuilt again", async () => {
-  const { dir, assembler } = await setup();
+  await using t = await setup();
+  const { dir, assembler } = t;
   const bytes = random(20_000, 11);
   await Deno.writeFile(join(dir, "f.dat"), bytes);
   const chunks = makeChunks(bytes, 16384);
@@ -199,19 +220,25 @@ Deno.test("a final file already on disk with the chunk's hash is not rebuilt aga
 });
 
 Deno.test("a folder that is a symlink out of the output directory is refused", async () => {
-  const { dir, assembler } = await setup();
+  await using t = await setup();
+  const { dir, assembler } = t;
   const outside = await Deno.makeTempDir({ prefix: "outside_" });
-  await Deno.symlink(outside, join(dir, "link"));
-  const chunks = makeChunks(random(100, 12), 16384, { subdir: "link/x" });
-  await assert.rejects(add(assembler, chunks[0]!), BadChunkError);
-  const left: string[] = [];
-  for await (const e of Deno.readDir(outside)) left.push(e.name);
-  assert.deepEqual(left, []);
-  await assembler.close();
+  try {
+    await Deno.symlink(outside, join(dir, "link"));
+    const chunks = makeChunks(random(100, 12), 16384, { subdir: "link/x" });
+    await assert.rejects(add(assembler, chunks[0]!), BadChunkError);
+    const left: string[] = [];
+    for await (const e of Deno.readDir(outside)) left.push(e.name);
+    assert.deepEqual(left, []);
+    await assembler.close();
+  } finally {
+    await Deno.remove(outside, { recursive: true });
+  }
 });
 
 Deno.test("absurd fields are refused before anything is written", async () => {
-  const { assembler } = await setup();
+  await using t = await setup();
+  const { assembler } = t;
   const [c] = makeChunks(random(100, 13), 16384);
   for (
     const bad of [
@@ -237,7 +264,8 @@ Deno.test("the rebuilt bytes hash to the file hash (sanity of the test helper)",
 });
 
 Deno.test("a journal line cut short by a crash or a full disk is dropped, never glued to the next one", async () => {
-  const { dir, assembler, reopen } = await setup();
+  await using t = await setup();
+  const { dir, assembler, reopen } = t;
   const bytes = random(100_000, 15);
   const chunks = makeChunks(bytes, 16384);
   for (const c of chunks.slice(0, 2)) await add(assembler, c);
@@ -263,7 +291,8 @@ Deno.test("a last chunk completes while a concurrent flush is closing idle handl
   // Deterministic interleaving: the moment the open-file limit closes its first idle handle, another
   // consumer writes the last chunk of each file that limit is about to close.
   for (const target of [1, 10, 30]) {
-    const { dir, assembler } = await setup();
+    await using t = await setup();
+    const { dir, assembler } = t;
     const files = Array.from(
       { length: 100 },
       (_, k) =>
@@ -278,7 +307,7 @@ Deno.test("a last chunk completes while a concurrent flush is closing idle handl
     const close = proto.close;
     let other: Promise<unknown> | undefined;
     proto.close = function (this: unknown) {
-      if (!other && String(new Error().stack).includes("limitOpenFiles")) {
+      if (!other && String(new Error().stack).includes("trim")) {
         other = add(assembler, files[target]![2]!);
       }
       return close.call(this);
@@ -299,7 +328,8 @@ Deno.test("a last chunk completes while a concurrent flush is closing idle handl
 });
 
 Deno.test("a redelivered chunk of the published generation never discards a newer one in progress", async () => {
-  const { dir, assembler } = await setup();
+  await using t = await setup();
+  const { dir, assembler } = t;
   const g1 = makeChunks(new Uint8Array(100).fill(1), 10, { mtime: null }); // 10 chunks
   const g2 = makeChunks(new Uint8Array(50).fill(2), 10, { mtime: null }); // a smaller re-upload
   for (const c of g1) await add(assembler, c);
@@ -313,7 +343,8 @@ Deno.test("a redelivered chunk of the published generation never discards a newe
 });
 
 Deno.test("a file whose every chunk was journaled but not yet published is published at the next start", async () => {
-  const { dir, reopen } = await setup();
+  await using t = await setup();
+  const { dir, reopen } = t;
   const bytes = random(50_000, 16);
   const chunks = makeChunks(bytes, 16384);
   const first = await reopen();
@@ -339,4 +370,272 @@ Deno.test("a file whose every chunk was journaled but not yet published is publi
   assert.deepEqual(second.status().inProgress, []);
   assert.deepEqual(await partialFiles(dir), []);
   await second.close();
+});
+
+async function quarantined(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(join(dir, STATE_DIR_NAME, "quarantine"))) names.push(e.name);
+  return names.sort();
+}
+
+Deno.test("a stray chunk with the file's hash never completes it early: chunks must tile the file", async () => {
+  await using t = await setup();
+  const { dir, assembler } = t;
+  const bytes = random(40_000, 20);
+  const chunks = makeChunks(bytes, 16384); // 3 chunks: 0, 16384, 32768
+  const strayData = random(10, 21);
+  const stray = {
+    ...chunks[0]!,
+    data: strayData,
+    chunkHash: sha512(strayData),
+    chunkOffsetWrite: 16384,
+  };
+  assert.equal((await add(assembler, chunks[0]!)).status, "written");
+  assert.equal((await add(assembler, stray)).status, "written");
+  // The real chunks no longer fit: the one in the stray chunk's place overlaps it, and the last
+  // one lies past what three chunks of these sizes can fill. Nothing completes early.
+  await assert.rejects(add(assembler, chunks[2]!), /past what the 3 chunks/);
+  await assert.rejects(add(assembler, chunks[1]!), /overlap/);
+  await assert.rejects(Deno.stat(join(dir, "f.dat")), Deno.errors.NotFound);
+  assert.deepEqual(await quarantined(dir), []);
+  assert.equal(assembler.status().inProgress[0]?.chunks, 2);
+});
+
+Deno.test("a failed whole-file check is not remembered: a later upload of the file is rebuilt", async () => {
+  await using t = await setup();
+  const { dir, assembler } = t;
+  const bytes = random(40_000, 22);
+  const good = makeChunks(bytes, 16384);
+  // The same file hash, but one chunk carries other bytes (a file modified during its upload).
+  const changed = random(16384, 23);
+  const bad = good.map((c, i) => i === 1 ? { ...c, data: changed, chunkHash: sha512(changed) } : c);
+  let last;
+  for (const c of bad) last = await add(assembler, c, 1000 + c.chunkI);
+  assert.equal(last?.status, "mismatch");
+  // Its own chunks delivered again are skipped, not rebuilt into another mismatch.
+  assert.equal((await add(assembler, bad[0]!, 1001)).status, "stale");
+  // The uploader sends the file again, later: it is rebuilt.
+  for (const c of good) last = await add(assembler, c, 5000 + c.chunkI);
+  assert.equal(last?.status, "completed");
+  assert.deepEqual(await Deno.readFile(join(dir, "f.dat")), bytes);
+});
+
+Deno.test("uploads are ordered by upload time: a later upload with an older mtime wins (a restored backup)", async () => {
+  await using t = await setup();
+  const { dir, assembler, lines } = t;
+  const newer = random(30_000, 24);
+  const restored = random(20_000, 25);
+  for (const c of makeChunks(newer, 16384, { mtime: 2000 })) await add(assembler, c, 1000);
+  const later = makeChunks(restored, 16384, { mtime: 1000 });
+  let last;
+  for (const c of later) last = await add(assembler, c, 2000);
+  assert.equal(last?.status, "completed");
+  assert.deepEqual(await Deno.readFile(join(dir, "f.dat")), restored);
+  assert.equal((await Deno.stat(join(dir, "f.dat"))).mtime?.getTime(), 1_000_000);
+  // The earlier upload delivered again (a fresh group re-reading the topic) is stale, said once.
+  for (const c of makeChunks(newer, 16384, { mtime: 2000 })) {
+    assert.equal((await add(assembler, c, 1000)).status, "stale");
+  }
+  assert.equal(
+    lines.filter((l) => l.includes("Skipping the chunks of an earlier upload")).length,
+    1,
+  );
+  assert.deepEqual(await Deno.readFile(join(dir, "f.dat")), restored);
+});
+
+Deno.test("whatever order the partitions deliver two uploads in, the later upload is published", async () => {
+  const first = random(30_000, 26);
+  const second = random(45_000, 27);
+  const a = makeChunks(first, 16384, { mtime: 5000 });
+  const b = makeChunks(second, 16384, { mtime: 4000 });
+  const orders = [
+    [...a.map((c) => [c, 100] as const), ...b.map((c) => [c, 200] as const)],
+    [...b.map((c) => [c, 200] as const), ...a.map((c) => [c, 100] as const)],
+    [[a[0]!, 100], [b[0]!, 200], [a[1]!, 100], [b[1]!, 200], [b[2]!, 200]] as const,
+    [[b[0]!, 200], [a[0]!, 100], [a[1]!, 100], [b[1]!, 200], [b[2]!, 200]] as const,
+  ];
+  for (const order of orders) {
+    await using t = await setup();
+    for (const [c, time] of order) await add(t.assembler, c, time);
+    await t.assembler.flush();
+    assert.deepEqual(await Deno.readFile(join(t.dir, "f.dat")), second);
+    assert.deepEqual(await partialFiles(t.dir), []);
+  }
+});
+
+Deno.test("a revert to the published content while another version is in progress keeps the published file", async () => {
+  await using t = await setup();
+  const { dir, assembler } = t;
+  const v1 = random(30_000, 28);
+  const v2 = random(30_000, 29);
+  const c1 = makeChunks(v1, 16384, { mtime: 1000 });
+  const c2 = makeChunks(v2, 16384, { mtime: 2000 });
+  for (const c of c1) await add(assembler, c, 100);
+  assert.equal((await add(assembler, c2[0]!, 200)).status, "written");
+  // v1 uploaded again at 300 (reverted): v2 in progress is dropped, v1 stays published.
+  assert.equal((await add(assembler, c1[0]!, 300)).status, "duplicate");
+  assert.deepEqual(assembler.status().inProgress, []);
+  assert.equal((await add(assembler, c2[1]!, 201)).status, "stale");
+  await assembler.flush();
+  assert.deepEqual(await Deno.readFile(join(dir, "f.dat")), v1);
+  assert.deepEqual(await partialFiles(dir), []);
+});
+
+Deno.test("the same content uploaded again after its file was deleted downstream is rebuilt", async () => {
+  await using t = await setup();
+  const { dir, assembler, lines } = t;
+  const bytes = random(30_000, 30);
+  const chunks = makeChunks(bytes, 16384);
+  for (const c of chunks) await add(assembler, c, 100);
+  assert.equal((await add(assembler, chunks[0]!, 100)).status, "duplicate");
+  // Still there: a later identical upload changes nothing.
+  assert.equal((await add(assembler, chunks[0]!, 500)).status, "duplicate");
+  await Deno.remove(join(dir, "f.dat"));
+  let last;
+  for (const c of chunks) last = await add(assembler, c, 90_000);
+  assert.equal(last?.status, "completed");
+  assert.deepEqual(await Deno.readFile(join(dir, "f.dat")), bytes);
+  assert.ok(lines.some((l) => l.includes("no longer in the output directory; rebuilding it")));
+});
+
+Deno.test("the same content uploaded with two chunk sizes: whichever layout completes first is published", async () => {
+  const bytes = random(70_000, 31);
+  const small = makeChunks(bytes, 4096); // 18 chunks
+  const big = makeChunks(bytes, 32768); // 3 chunks
+  for (
+    const [label, order] of [
+      ["interleaved", [
+        small[0]!,
+        big[0]!,
+        small[1]!,
+        big[1]!,
+        small[2]!,
+        big[2]!,
+        ...small.slice(3),
+      ]],
+      ["half of the small ones, then all of the big ones", [
+        ...small.slice(0, 9),
+        ...big,
+        ...small,
+      ]],
+      ["all small, then big", [...small, ...big]],
+    ] as const
+  ) {
+    await using t = await setup();
+    const outcomes = [];
+    for (const c of order) outcomes.push((await add(t.assembler, c, 100)).status);
+    await t.assembler.flush();
+    assert.deepEqual(await Deno.readFile(join(t.dir, "f.dat")), bytes, label);
+    assert.equal(outcomes.filter((o) => o === "completed").length, 1, label);
+    assert.deepEqual(await partialFiles(t.dir), [], label);
+    assert.deepEqual(await quarantined(t.dir), [], label);
+    assert.ok(!t.lines.some((l) => l.includes("WARNING") || l.includes("ERROR")), label);
+  }
+});
+
+Deno.test("a file hash that is not 64 bytes and offsets past what the chunks can fill are refused", async () => {
+  await using t = await setup();
+  const { assembler } = t;
+  const [c] = makeChunks(random(100, 32), 16384);
+  await assert.rejects(add(assembler, { ...c!, fileHash: new Uint8Array(256 * 1024) }), /64/);
+  await assert.rejects(add(assembler, { ...c!, fileHash: new Uint8Array(0) }), /64/);
+  // Two chunks of at most 64 MiB each cannot reach 1 TiB.
+  await assert.rejects(
+    add(assembler, { ...c!, nTotalChunks: 2, chunkI: 2, chunkOffsetWrite: 2 ** 40 }),
+    BadChunkError,
+  );
+  assert.deepEqual(assembler.status().inProgress, []);
+});
+
+Deno.test("a write past the largest file the file system takes fails that record only", async () => {
+  await using t = await setup();
+  const { dir, assembler } = t;
+  const [c] = makeChunks(random(1, 33), 1);
+  const absurd = {
+    ...c!,
+    filename: "absurd.dat",
+    nTotalChunks: 2 ** 30,
+    chunkI: 7,
+    chunkOffsetWrite: 2 ** 52,
+  };
+  await assert.rejects(add(assembler, absurd), BadChunkError);
+  // Another file goes on.
+  const bytes = random(20_000, 34);
+  let last;
+  for (const ch of makeChunks(bytes, 16384)) last = await add(assembler, ch);
+  assert.equal(last?.status, "completed");
+  assert.deepEqual(await Deno.readFile(join(dir, "f.dat")), bytes);
+});
+
+Deno.test("files in progress past the count limit or idle too long are given up into the quarantine", async () => {
+  let now = 1_000_000;
+  await using t = await setup({ limits: { maxFiles: 2, maxIdleSeconds: 3600 }, now: () => now });
+  const { dir, assembler, lines } = t;
+  const files = [0, 1, 2].map((k) => makeChunks(random(20_000, 40 + k), 16384, { name: `f${k}` }));
+  for (const f of files) {
+    await add(assembler, f[0]!);
+    now += 1000;
+  }
+  await assembler.flush();
+  // The least recently active one went.
+  assert.deepEqual(assembler.status().inProgress.map((f) => f.path).sort(), ["f1", "f2"]);
+  assert.equal(assembler.status().givenUp, 1);
+  assert.ok(
+    lines.some((l) => l.includes('Giving up "f0" with 1 of 2 chunks: 3 files are in progress')),
+  );
+  assert.ok((await quarantined(dir)).some((n) => n.endsWith("f0.rejected")));
+  now += 3601 * 1000;
+  await add(assembler, files[2]![1]!); // f2 completes; f1 is idle too long
+  await assembler.flush();
+  assert.deepEqual(assembler.status().inProgress, []);
+  assert.equal(assembler.status().givenUp, 2);
+  assert.deepEqual(await partialFiles(dir), []);
+  // A later upload of a given-up file is rebuilt.
+  let last;
+  for (const c of files[0]!) last = await add(assembler, c, 99_000);
+  assert.equal(last?.status, "completed");
+});
+
+Deno.test("a folder swapped for a symlink out of the output directory after its first file is refused", async () => {
+  await using t = await setup();
+  const { dir, assembler } = t;
+  const outside = await Deno.makeTempDir({ prefix: "outside_" });
+  try {
+    const one = makeChunks(random(100, 50), 16384, { subdir: "a", name: "one" });
+    assert.equal((await add(assembler, one[0]!)).status, "completed");
+    const two = makeChunks(random(40_000, 51), 16384, { subdir: "a", name: "two" });
+    await add(assembler, two[0]!);
+    await add(assembler, two[1]!);
+    await Deno.rename(join(dir, "a"), join(dir, "moved"));
+    await Deno.symlink(outside, join(dir, "a"));
+    await assert.rejects(add(assembler, two[2]!), /leads outside the output directory/);
+    const left: string[] = [];
+    for await (const e of Deno.readDir(outside)) left.push(e.name);
+    assert.deepEqual(left, []);
+  } finally {
+    await Deno.remove(outside, { recursive: true });
+  }
+});
+
+Deno.test("state files: an unreadable description whose chunks were never committed is removed at start", async () => {
+  await using t = await setup();
+  const { dir, assembler, reopen, lines } = t;
+  const chunks = makeChunks(random(40_000, 52), 16384);
+  await add(assembler, chunks[0]!);
+  await assembler.flush();
+  const partial = join(dir, STATE_DIR_NAME, "partial");
+  // A torn description (as an in-place write on a full disk left it) and a temporary file.
+  await Deno.writeTextFile(join(partial, "0123456789abcdef0123456789abcdef.json"), "");
+  await Deno.writeTextFile(join(partial, "0123456789abcdef0123456789abcdef.data"), "x");
+  await Deno.writeTextFile(join(partial, "fedcba9876543210fedcba9876543210.json.tmp"), "{");
+  const second = await reopen();
+  assert.ok(lines.some((l) => l.includes("Removing the unreadable in-progress description")));
+  assert.deepEqual(second.status().inProgress.map((f) => f.chunks), [1]);
+  assert.equal(
+    (await partialFiles(dir)).filter((n) => n.startsWith("0123") || n.startsWith("fedc")).length,
+    0,
+  );
+  let last;
+  for (const c of chunks.slice(1)) last = await add(second, c);
+  assert.equal(last?.status, "completed");
 });

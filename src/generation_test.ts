@@ -1,97 +1,194 @@
 import assert from "node:assert/strict";
-import { decideAfterCompletion, decideGeneration, type Generation } from "./generation.ts";
+import {
+  decideGeneration,
+  isNewerUpload,
+  type KnownGeneration,
+  type Upload,
+} from "./generation.ts";
 
 const H = new Uint8Array(64).fill(0xaa);
 const H2 = new Uint8Array(64).fill(0xbb);
+const H3 = new Uint8Array(64).fill(0xcc);
 
-function gen(fileHash: Uint8Array, nTotalChunks: number, mtime: number | null): Generation {
-  return { fileHash, nTotalChunks, mtime };
+function known(
+  fileHash: Uint8Array,
+  n: number,
+  mtime: number | null,
+  firstTime: number | null,
+  lastTime = firstTime,
+): KnownGeneration {
+  return { fileHash, nTotalChunks: n, mtime, firstTime, lastTime };
 }
 
-const CURRENT = gen(H, 4, 1_700_000_000.5);
+function upload(
+  fileHash: Uint8Array,
+  n: number,
+  mtime: number | null,
+  time: number | null,
+): Upload {
+  return { fileHash, nTotalChunks: n, mtime, time };
+}
 
-Deno.test("decideGeneration() accepts a chunk of the current generation (n = N, h = H)", () => {
-  assert.equal(decideGeneration(CURRENT, gen(H, 4, 1_700_000_000.5)), "accept");
-  // The file hash is compared by value, not by identity.
-  assert.equal(decideGeneration(CURRENT, gen(H.slice(), 4, 1_700_000_000.5)), "accept");
-  // Same generation: the mtime does not matter.
-  assert.equal(decideGeneration(CURRENT, gen(H, 4, null)), "accept");
-  assert.equal(decideGeneration(CURRENT, gen(H, 4, 1)), "accept");
-  assert.equal(decideGeneration(CURRENT, gen(H, 4, 2_000_000_000)), "accept");
-  assert.equal(decideGeneration(gen(H, 4, null), gen(H, 4, 5)), "accept");
+// One row per line of the policy table in README.md ("Re-uploads").
+const rows: {
+  row: string;
+  inProgress: KnownGeneration | null;
+  published: KnownGeneration | null;
+  incoming: Upload;
+  expected: string;
+}[] = [
+  {
+    row: "same hash as in progress, same layout",
+    inProgress: known(H, 4, 1000, 5000),
+    published: null,
+    incoming: upload(H.slice(), 4, 1000, 5100),
+    expected: "accept",
+  },
+  {
+    row: "same hash as in progress, another layout (other chunk size)",
+    inProgress: known(H, 4, 1000, 5000),
+    published: null,
+    incoming: upload(H, 128, 1000, 9000),
+    expected: "accept",
+  },
+  {
+    row: "same hash as published, a redelivered record of that upload",
+    inProgress: null,
+    published: known(H, 4, 1000, 5000, 5200),
+    incoming: upload(H, 4, 1000, 5100),
+    expected: "duplicate",
+  },
+  {
+    row: "same hash as published, redelivered while a later upload is in progress",
+    inProgress: known(H2, 5, null, 8000),
+    published: known(H, 4, null, 5000, 5200),
+    incoming: upload(H, 4, null, 5200),
+    expected: "duplicate",
+  },
+  {
+    row: "same hash as published, no record times: a duplicate",
+    inProgress: null,
+    published: known(H, 4, 1000, null),
+    incoming: upload(H, 4, 1000, null),
+    expected: "duplicate",
+  },
+  {
+    row: "same hash as published, uploaded after it (deleted downstream? re-checked)",
+    inProgress: null,
+    published: known(H, 4, 1000, 5000, 5200),
+    incoming: upload(H, 4, 1000, 9000),
+    expected: "reupload",
+  },
+  {
+    row: "a revert to the published content, uploaded after the version in progress",
+    inProgress: known(H2, 4, 2000, 7000),
+    published: known(H, 4, 1000, 5000, 5200),
+    incoming: upload(H, 4, 1000, 9000),
+    expected: "reupload",
+  },
+  {
+    row: "the published content again, but before the version in progress",
+    inProgress: known(H2, 4, 2000, 9000),
+    published: known(H, 4, 1000, 5000, 5200),
+    incoming: upload(H, 4, 1000, 7000),
+    expected: "stale",
+  },
+  {
+    row: "another hash uploaded after the one in progress, even with an older mtime",
+    inProgress: known(H, 4, 2000, 5000),
+    published: null,
+    incoming: upload(H2, 2, 1000, 6000),
+    expected: "newer",
+  },
+  {
+    row: "another hash uploaded after the published file, even with an older mtime (cp -p restore)",
+    inProgress: null,
+    published: known(H, 4, 2000, 5000, 5200),
+    incoming: upload(H2, 4, 1000, 6000),
+    expected: "newer",
+  },
+  {
+    row: "another hash uploaded before the one in progress, even with a newer mtime",
+    inProgress: known(H, 4, 1000, 5000),
+    published: null,
+    incoming: upload(H2, 9, 2000, 4000),
+    expected: "stale",
+  },
+  {
+    row: "another hash uploaded before the published file",
+    inProgress: null,
+    published: known(H, 4, 1000, 5000, 5200),
+    incoming: upload(H2, 4, 2000, 4999),
+    expected: "stale",
+  },
+  {
+    row: "same upload time: the newer mtime wins",
+    inProgress: known(H, 4, 1000, 5000),
+    published: null,
+    incoming: upload(H2, 4, 1001, 5000),
+    expected: "newer",
+  },
+  {
+    row: "no times, same mtime: more chunks (the file grew) wins",
+    inProgress: known(H, 4, 1000, null),
+    published: null,
+    incoming: upload(H2, 5, 1000, null),
+    expected: "newer",
+  },
+  {
+    row: "no times, no mtimes, same chunk count: the first seen stays",
+    inProgress: known(H, 4, null, null),
+    published: null,
+    incoming: upload(H2, 4, null, null),
+    expected: "stale",
+  },
+  {
+    row: "published without times: another content is newer unless its mtime is older",
+    inProgress: null,
+    published: known(H, 4, 1000, null),
+    incoming: upload(H2, 1, 1000, null),
+    expected: "newer",
+  },
+  {
+    row: "published without times: an older mtime is stale",
+    inProgress: null,
+    published: known(H, 4, 1000, null),
+    incoming: upload(H2, 9, 999, 7000),
+    expected: "stale",
+  },
+  {
+    row: "nothing known",
+    inProgress: null,
+    published: null,
+    incoming: upload(H, 4, null, null),
+    expected: "newer",
+  },
+];
+
+for (const { row, inProgress, published, incoming, expected } of rows) {
+  Deno.test(`decideGeneration(): ${row} → ${expected}`, () => {
+    assert.equal(decideGeneration(inProgress, published, incoming), expected);
+  });
+}
+
+Deno.test("isNewerUpload() compares whole hashes' uploads by time, then mtime, then chunk count", () => {
+  const current = known(H, 4, 1000, 5000);
+  assert.equal(isNewerUpload(upload(H3, 1, 1, 5001), current), true);
+  assert.equal(isNewerUpload(upload(H3, 99, 9999, 4999), current), false);
+  assert.equal(isNewerUpload(upload(H3, 1, 1001, 5000), current), true);
+  assert.equal(isNewerUpload(upload(H3, 5, 1000, 5000), current), true);
+  assert.equal(isNewerUpload(upload(H3, 4, 1000, 5000), current), false);
 });
 
-Deno.test("decideGeneration() calls the same hash with another chunk count a conflict", () => {
-  assert.equal(decideGeneration(CURRENT, gen(H, 5, 1_700_000_000.5)), "conflict");
-  assert.equal(decideGeneration(CURRENT, gen(H, 3, 1_700_000_000.5)), "conflict");
-  // Whatever the mtimes say.
-  assert.equal(decideGeneration(CURRENT, gen(H, 5, 2_000_000_000)), "conflict");
-  assert.equal(decideGeneration(CURRENT, gen(H, 1, null)), "conflict");
-});
-
-Deno.test("decideGeneration() resets for a different hash with more chunks (the file grew)", () => {
-  assert.equal(decideGeneration(CURRENT, gen(H2, 5, 1_700_000_001)), "reset");
-  // Without an mtime to compare, the chunk count decides, as in the reference.
-  assert.equal(decideGeneration(CURRENT, gen(H2, 100, null)), "reset");
-  assert.equal(decideGeneration(gen(H, 4, null), gen(H2, 5, 1)), "reset");
-  // With two different mtimes, the newer upload wins even with fewer chunks: an older one loses.
-  assert.equal(decideGeneration(CURRENT, gen(H2, 5, 1)), "stale");
-});
-
-Deno.test("decideGeneration() calls a different hash with fewer chunks stale", () => {
-  assert.equal(decideGeneration(CURRENT, gen(H2, 3, 1)), "stale");
-  assert.equal(decideGeneration(CURRENT, gen(H2, 1, null)), "stale");
-  // A file that shrank in a newer upload (newer mtime) is a reset, not stale.
-  assert.equal(decideGeneration(CURRENT, gen(H2, 3, 2_000_000_000)), "reset");
-});
-
-Deno.test("decideGeneration() resets for the same count, another hash and a newer mtime", () => {
-  assert.equal(decideGeneration(CURRENT, gen(H2, 4, 1_700_000_000.75)), "reset");
-  assert.equal(decideGeneration(CURRENT, gen(H2, 4, 2_000_000_000)), "reset");
-});
-
-Deno.test("decideGeneration() calls the same count and another hash without a newer mtime stale", () => {
-  // Older mtime.
-  assert.equal(decideGeneration(CURRENT, gen(H2, 4, 1_700_000_000.25)), "stale");
-  // Equal mtime: the first generation seen wins ties.
-  assert.equal(decideGeneration(CURRENT, gen(H2, 4, 1_700_000_000.5)), "stale");
-  // Unknown mtime on either side.
-  assert.equal(decideGeneration(CURRENT, gen(H2, 4, null)), "stale");
-  assert.equal(decideGeneration(gen(H, 4, null), gen(H2, 4, 2_000_000_000)), "stale");
-  assert.equal(decideGeneration(gen(H, 4, null), gen(H2, 4, null)), "stale");
-});
-
-Deno.test("decideGeneration() compares whole hashes", () => {
+Deno.test("decideGeneration() compares whole hashes, not prefixes", () => {
   const almost = H.slice();
-  almost[63] = 0xab;
-  assert.equal(decideGeneration(CURRENT, gen(almost, 4, null)), "stale");
-  assert.equal(decideGeneration(CURRENT, gen(almost, 5, null)), "reset");
-  // A hash of another length is another hash.
-  assert.equal(decideGeneration(CURRENT, gen(H.slice(0, 32), 5, null)), "reset");
-});
-
-Deno.test("decideAfterCompletion() calls chunks of the completed generation duplicates", () => {
-  assert.equal(decideAfterCompletion(CURRENT, gen(H, 4, 1_700_000_000.5)), "duplicate");
-  assert.equal(decideAfterCompletion(CURRENT, gen(H.slice(), 4, null)), "duplicate");
-  // Same content, any mtime or count: nothing new to write.
-  assert.equal(decideAfterCompletion(CURRENT, gen(H, 4, 2_000_000_000)), "duplicate");
-  assert.equal(decideAfterCompletion(CURRENT, gen(H, 4, 1)), "duplicate");
-  assert.equal(decideAfterCompletion(CURRENT, gen(H, 7, null)), "duplicate");
-});
-
-Deno.test("decideAfterCompletion() calls another hash with an older mtime stale", () => {
-  assert.equal(decideAfterCompletion(CURRENT, gen(H2, 4, 1_700_000_000.25)), "stale");
-  assert.equal(decideAfterCompletion(CURRENT, gen(H2, 9, 1)), "stale");
-  assert.equal(decideAfterCompletion(CURRENT, gen(H2, 1, 1)), "stale");
-});
-
-Deno.test("decideAfterCompletion() calls any other generation a new upload", () => {
-  // Newer mtime, with more, as many or fewer chunks (a re-upload may be smaller).
-  assert.equal(decideAfterCompletion(CURRENT, gen(H2, 5, 1_700_000_001)), "new");
-  assert.equal(decideAfterCompletion(CURRENT, gen(H2, 4, 1_700_000_001)), "new");
-  assert.equal(decideAfterCompletion(CURRENT, gen(H2, 1, 1_700_000_001)), "new");
-  // Equal or unknown mtimes cannot prove it older.
-  assert.equal(decideAfterCompletion(CURRENT, gen(H2, 4, 1_700_000_000.5)), "new");
-  assert.equal(decideAfterCompletion(CURRENT, gen(H2, 4, null)), "new");
-  assert.equal(decideAfterCompletion(gen(H, 4, null), gen(H2, 4, 1)), "new");
+  almost[63] = 0;
+  assert.equal(
+    decideGeneration(known(H, 4, null, 5000), null, upload(almost, 4, null, 4000)),
+    "stale",
+  );
+  assert.equal(
+    decideGeneration(known(H, 4, null, 5000), null, upload(almost, 4, null, 6000)),
+    "newer",
+  );
 });

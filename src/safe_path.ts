@@ -27,6 +27,8 @@ export interface RelativeTarget {
   dirs: string[];
   /** Final name of the file. */
   name: string;
+  /** The key under which two paths are the same file on the output file system. */
+  identity: string;
 }
 
 const MAX_NAME_BYTES = 255;
@@ -96,5 +98,6 @@ export function relativeTarget(
     path: [...dirs, name].join("/"),
     dirs,
     name,
+    identity: [...dirs, name].join("/"),
   };
 }

@@ -52,12 +52,14 @@ Deno.test("relativeTarget() joins the subdirectory and the name", () => {
     path: "test_file_sub_dir/1a0c.dat",
     dirs: ["test_file_sub_dir"],
     name: "1a0c.dat",
+    identity: "test_file_sub_dir/1a0c.dat",
   });
   assert.deepEqual(relativeTarget("", "file.dat", ""), {
     key: "file.dat",
     path: "file.dat",
     dirs: [],
     name: "file.dat",
+    identity: "file.dat",
   });
 });
 
@@ -67,6 +69,7 @@ Deno.test("relativeTarget() keeps the append out of the key and puts it into the
     path: "a/b/name.tar_copy.gz",
     dirs: ["a", "b"],
     name: "name.tar_copy.gz",
+    identity: "a/b/name.tar_copy.gz",
   });
 });
 
@@ -89,6 +92,7 @@ Deno.test("relativeTarget() accepts spaces, dots and non-ASCII names", () => {
     path: "données brutes/été 2024/résumé final.dat",
     dirs: ["données brutes", "été 2024"],
     name: "résumé final.dat",
+    identity: "données brutes/été 2024/résumé final.dat",
   });
   assert.equal(relativeTarget("名前", "😀.txt", "_1").path, "名前/😀_1.txt");
   assert.equal(relativeTarget("", " ", "").name, " ");
