@@ -841,10 +841,10 @@ export class FileAssembler {
       this.#crash?.("before-publish");
       await Deno.rename(partial, final);
     } catch (error) {
-      // A path that cannot take the file fails it; anything else (a full disk) is retried.
-      if (!(error instanceof BadChunkError) && !isPathError(error) && !isPlaceError(error)) {
-        throw error;
-      }
+      // A path that cannot take the file fails it; anything else (a full disk, the output
+      // directory itself refusing) is retried.
+      const placeFault = isPlaceError(error) && dirname(final) !== this.#outputDir;
+      if (!(error instanceof BadChunkError) && !isPathError(error) && !placeFault) throw error;
       const reason = `Cannot place "${path}" in the output directory: ${messageOf(error)}`;
       const keptAt = await this.#retire(file, reason);
       throw new BadChunkError(
@@ -917,7 +917,13 @@ export class FileAssembler {
       }
       if (info === undefined) {
         await Deno.mkdir(current).catch((error) => {
-          if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+          if (error instanceof Deno.errors.AlreadyExists) return;
+          // A folder of the tree refusing it is this file's problem; the output directory
+          // itself refusing it concerns every file.
+          if (isPlaceError(error) && dirname(current) !== this.#outputDir) {
+            throw new BadChunkError(`cannot create the folder ${current}: ${messageOf(error)}`);
+          }
+          throw error;
         });
       } else if (info.isSymlink) {
         const real = await Deno.realPath(current);
