@@ -24,13 +24,22 @@
  * - **ZSTD**: decoding with `fzstd` (pure JS); encoding with
  *   `@bokuweb/zstd-wasm` (WASM, loaded lazily on the first ZSTD compression).
  *
- * All decoders throw {@linkcode CompressionError} on malformed input and refuse
- * to produce more than {@linkcode MAX_DECOMPRESSED_BYTES}.
+ * - **GZIP**: `node:zlib` (kafkajs's own GZIP codec is replaced for the cap below).
+ *
+ * All decoders throw {@linkcode CompressionError} on malformed input. None of
+ * them produces or allocates more than a cap ({@linkcode MAX_BATCH_BYTES} by
+ * default): declared sizes are checked before anything is allocated, and the
+ * output is counted as it is decoded, so a "decompression bomb" (a small batch
+ * that decodes to gigabytes) costs at most the cap. Past the cap they throw
+ * {@linkcode OversizeError}; the kafkajs codecs ({@linkcode createCodecs}) then
+ * hand kafkajs marker records instead of the batch's records, which the
+ * downloader recognises ({@linkcode parseOversizeMarker}) and quarantines.
  *
  * @module
  */
 
 import { Buffer } from "node:buffer";
+import { gzip as zlibGzip, unzip as zlibUnzip } from "node:zlib";
 import type { CompressionTypes } from "kafkajs";
 // kafkajs's public `CompressionCodecs` / `CompressionTypes` exports are exactly
 // `Codecs` / `Types` of this module (see kafkajs/index.js). Importing it
@@ -38,22 +47,48 @@ import type { CompressionTypes } from "kafkajs";
 // time and would make this module need --allow-env. kafkajs is pinned to 2.2.4.
 import kafkajsCompressionModule from "kafkajs/src/protocol/message/compression/index.js";
 import snappyjsModule from "snappyjs";
-import { decompress as fzstdDecompress } from "fzstd";
+import { Decompress as FzstdDecompress, decompress as fzstdDecompress } from "fzstd";
 import { compress as zstdWasmCompress, init as zstdWasmInit } from "@bokuweb/zstd-wasm";
 
-/** Upper bound on the size of any decompressed batch (guards against corrupt or hostile input). */
-export const MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024;
+/**
+ * Largest decompressed size of one record batch: 128 MiB. A batch that would decode to more is
+ * set aside (see {@linkcode createCodecs}); a real producer's batch is far smaller (the broker
+ * caps the compressed batch at `message.max.bytes`, 1 MiB by default).
+ */
+export const MAX_BATCH_BYTES = 128 * 1024 * 1024;
+
+/** A codec name as {@linkcode CompressionError} reports it. */
+export type CodecName = "gzip" | "lz4" | "snappy" | "zstd";
 
 /** Error thrown for malformed or oversized compressed data. */
 export class CompressionError extends Error {
   /** Codec that failed. */
-  readonly codec: "lz4" | "snappy" | "zstd";
+  readonly codec: CodecName;
 
   /** Creates an error for `codec`; the message is prefixed with the codec name. */
-  constructor(codec: "lz4" | "snappy" | "zstd", message: string, options?: ErrorOptions) {
+  constructor(codec: CodecName, message: string, options?: ErrorOptions) {
     super(`${codec.toUpperCase()}: ${message}`, options);
     this.name = "CompressionError";
     this.codec = codec;
+  }
+}
+
+/**
+ * The data would decompress to more than the cap. Thrown before anything past the cap was
+ * allocated: either a declared size gave it away, or decoding stopped when the output reached it.
+ */
+export class OversizeError extends CompressionError {
+  /** The cap, in bytes. */
+  readonly cap: number;
+  /** What the data declared or what decoding saw, e.g. `its frames declare 1073741824 bytes`. */
+  readonly detail: string;
+
+  /** Creates the error for `codec` and its `cap`. */
+  constructor(codec: CodecName, cap: number, detail: string) {
+    super(codec, `decompressed data grows past the ${cap}-byte limit (${detail})`);
+    this.name = "OversizeError";
+    this.cap = cap;
+    this.detail = detail;
   }
 }
 
@@ -190,6 +225,16 @@ function lz4Error(message: string): CompressionError {
   return new CompressionError("lz4", message);
 }
 
+/** A block's output would pass its limit: the block size, the frame's declared size or the cap. */
+class Lz4Overrun extends CompressionError {
+  constructor() {
+    super("lz4", "output overruns the block size");
+  }
+}
+
+/** First output buffer when the scan's bound passes the cap (it then grows as blocks decode). */
+const LZ4_INITIAL_OUTPUT = 1024 * 1024;
+
 interface Lz4FrameHeader {
   readonly independent: boolean;
   readonly blockChecksum: boolean;
@@ -224,7 +269,11 @@ function lz4ParseHeader(src: Uint8Array, pos: number, maxOutput: number): Lz4Fra
     const lo = readU32LE(src, hcPos);
     const hi = readU32LE(src, hcPos + 4);
     if (hi !== 0 || lo > maxOutput) {
-      throw lz4Error(`declared content size exceeds the ${maxOutput}-byte limit`);
+      throw new OversizeError(
+        "lz4",
+        maxOutput,
+        `its frame at byte ${pos} declares a content size of ${hi * 2 ** 32 + lo} bytes`,
+      );
     }
     contentSize = lo;
     hcPos += 8;
@@ -250,11 +299,13 @@ function lz4ParseHeader(src: Uint8Array, pos: number, maxOutput: number): Lz4Fra
 
 /**
  * Walks all frames without decoding, validating the structure, and returns an
- * upper bound of the decoded size.
+ * upper bound of the decoded size (which may pass `maxOutput`: only the
+ * content sizes frames declare are held against it here).
  */
 function lz4ScanBound(src: Uint8Array, maxOutput: number): number {
   let pos = 0;
   let bound = 0;
+  let declared = 0;
   while (pos < src.length) {
     if (pos + 4 > src.length) throw lz4Error(`truncated data at byte ${pos}`);
     const magic = readU32LE(src, pos);
@@ -293,8 +344,9 @@ function lz4ScanBound(src: Uint8Array, maxOutput: number): number {
       if (pos > src.length) throw lz4Error("truncated content checksum");
     }
     bound += header.contentSize ?? frameBound;
-    if (bound > maxOutput) {
-      throw lz4Error(`decompressed size would exceed the ${maxOutput}-byte limit`);
+    declared += header.contentSize ?? 0;
+    if (declared > maxOutput) {
+      throw new OversizeError("lz4", maxOutput, `its frames declare ${declared} bytes of content`);
     }
   }
   return bound;
@@ -328,7 +380,7 @@ function lz4DecodeBlock(
     }
     if (literals > 0) {
       if (sPos + literals > sEnd) throw lz4Error("literal run overruns the block");
-      if (dPos + literals > dLimit) throw lz4Error("output overruns the block size");
+      if (dPos + literals > dLimit) throw new Lz4Overrun();
       if (literals < 32) {
         const stop = sPos + literals;
         while (sPos < stop) dst[dPos++] = src[sPos++]!;
@@ -355,7 +407,7 @@ function lz4DecodeBlock(
       } while (b === 255);
     }
     length += 4;
-    if (dPos + length > dLimit) throw lz4Error("output overruns the block size");
+    if (dPos + length > dLimit) throw new Lz4Overrun();
     let m = dPos - offset;
     if (length < 32) {
       const stop = dPos + length;
@@ -378,17 +430,36 @@ function lz4DecodeBlock(
 
 /**
  * Decompresses LZ4 frame data (one or more concatenated frames; skippable
- * frames are ignored). Throws {@linkcode CompressionError} on malformed input,
- * checksum mismatch, or output larger than `maxOutput`.
+ * frames are ignored). Throws {@linkcode CompressionError} on malformed input
+ * or checksum mismatch, and {@linkcode OversizeError} when the output would
+ * pass `maxOutput` (declared content sizes are checked before decoding, and
+ * decoded blocks are counted; no buffer ever passes `maxOutput`).
  */
 export function lz4Decompress(
   src: Uint8Array,
-  maxOutput: number = MAX_DECOMPRESSED_BYTES,
+  maxOutput: number = MAX_BATCH_BYTES,
 ): Uint8Array {
   if (src.length === 0) throw lz4Error("empty input");
-  const out = new Uint8Array(lz4ScanBound(src, maxOutput));
+  // The scan's bound is exact for full blocks, so one allocation usually holds everything. When
+  // it passes the cap (a bomb, or many tiny frames), the output starts small and grows as blocks
+  // decode, and decoding stops at the cap.
+  const bound = lz4ScanBound(src, maxOutput);
+  let out = new Uint8Array(bound <= maxOutput ? bound : Math.min(maxOutput, LZ4_INITIAL_OUTPUT));
   let pos = 0;
   let dPos = 0;
+  const reserve = (end: number): void => {
+    if (end <= out.length) return;
+    const grown = new Uint8Array(Math.min(maxOutput, Math.max(end, out.length * 2)));
+    grown.set(out.subarray(0, dPos));
+    out = grown;
+  };
+  const overCap = (): never => {
+    throw new OversizeError(
+      "lz4",
+      maxOutput,
+      `its blocks decode to more than that; decoding stopped after ${dPos} bytes`,
+    );
+  };
   while (pos < src.length) {
     const magic = readU32LE(src, pos);
     if ((magic & LZ4_SKIPPABLE_MASK) >>> 0 === LZ4_SKIPPABLE_MAGIC) {
@@ -398,6 +469,7 @@ export function lz4Decompress(
     const header = lz4ParseHeader(src, pos, maxOutput);
     pos = header.dataStart;
     const frameStart = dPos;
+    const frameEnd = header.contentSize === undefined ? Infinity : frameStart + header.contentSize;
     for (let blockIndex = 0;; blockIndex++) {
       const word = readU32LE(src, pos);
       pos += 4;
@@ -410,20 +482,29 @@ export function lz4Decompress(
         }
       }
       if ((word & LZ4_UNCOMPRESSED_BIT) !== 0) {
-        if (dPos + size > out.length) throw lz4Error("output exceeds the declared content size");
+        if (dPos + size > frameEnd) throw lz4Error("output exceeds the declared content size");
+        if (dPos + size > maxOutput) overCap();
+        reserve(dPos + size);
         out.set(src.subarray(pos, blockEnd), dPos);
         dPos += size;
       } else {
-        const dLimit = Math.min(out.length, dPos + header.blockMax);
-        dPos = lz4DecodeBlock(
-          src,
-          pos,
-          blockEnd,
-          out,
-          dPos,
-          dLimit,
-          header.independent ? dPos : frameStart,
-        );
+        const want = Math.min(dPos + header.blockMax, frameEnd);
+        const dLimit = Math.min(want, maxOutput);
+        reserve(dLimit);
+        try {
+          dPos = lz4DecodeBlock(
+            src,
+            pos,
+            blockEnd,
+            out,
+            dPos,
+            dLimit,
+            header.independent ? dPos : frameStart,
+          );
+        } catch (error) {
+          if (error instanceof Lz4Overrun && dLimit < want) overCap();
+          throw error;
+        }
       }
       pos = blockEnd + (header.blockChecksum ? 4 : 0);
     }
@@ -719,11 +800,11 @@ function isXerialFramed(src: Uint8Array, pos = 0): boolean {
 /** Decompresses one raw (unframed) snappy block. */
 export function snappyDecompressRaw(
   src: Uint8Array,
-  maxOutput: number = MAX_DECOMPRESSED_BYTES,
+  maxOutput: number = MAX_BATCH_BYTES,
 ): Uint8Array {
   const { length, pos } = snappyReadLength(src, 0, src.length);
   if (length > maxOutput) {
-    throw snappyError(`declared length ${length} exceeds the ${maxOutput}-byte limit`);
+    throw new OversizeError("snappy", maxOutput, `its length header declares ${length} bytes`);
   }
   const out = new Uint8Array(length);
   snappyDecodeInto(src, pos, src.length, out, 0, length);
@@ -738,7 +819,7 @@ export function snappyDecompressRaw(
  */
 export function snappyDecompress(
   src: Uint8Array,
-  maxOutput: number = MAX_DECOMPRESSED_BYTES,
+  maxOutput: number = MAX_BATCH_BYTES,
 ): Uint8Array {
   if (!isXerialFramed(src)) return snappyDecompressRaw(src, maxOutput);
   if (src.length < XERIAL_HEADER_LENGTH) throw snappyError("truncated xerial header");
@@ -762,7 +843,11 @@ export function snappyDecompress(
     const { length, pos: dataPos } = snappyReadLength(src, start, end);
     total += length;
     if (total > maxOutput) {
-      throw snappyError(`decompressed size would exceed the ${maxOutput}-byte limit`);
+      throw new OversizeError(
+        "snappy",
+        maxOutput,
+        `its xerial blocks declare at least ${total} bytes`,
+      );
     }
     blocks.push({ start, end, dataPos, length });
     pos = end;
@@ -816,57 +901,187 @@ function zstdError(message: string, cause?: unknown): CompressionError {
   return new CompressionError("zstd", message, cause === undefined ? undefined : { cause });
 }
 
-/** Checks the first zstd frame header's window / content size against `maxOutput`. */
-function zstdCheckFirstFrame(src: Uint8Array, maxOutput: number): void {
-  if (src.length < 6) throw zstdError("input too short for a zstd frame");
-  const magic = readU32LE(src, 0);
-  if ((magic & 0xfffffff0) >>> 0 === 0x184d2a50) return; // skippable frame first
-  if (magic !== 0xfd2fb528) {
-    throw zstdError(`not a zstd frame (magic 0x${magic.toString(16).padStart(8, "0")})`);
-  }
-  const fhd = src[4]!;
-  const singleSegment = (fhd & 0x20) !== 0;
-  const fcsFlag = fhd >>> 6;
-  const dictIdBytes = [0, 1, 2, 4][fhd & 3]!;
-  let pos = 5;
-  let window = 0;
-  if (!singleSegment) {
-    const wd = src[pos++]!;
-    const base = 2 ** (10 + (wd >>> 3));
-    window = base + (base / 8) * (wd & 7);
-  }
-  pos += dictIdBytes;
-  const fcsBytes = fcsFlag === 0 ? (singleSegment ? 1 : 0) : 1 << fcsFlag;
-  if (pos + fcsBytes > src.length) throw zstdError("truncated frame header");
-  let contentSize = 0;
-  for (let i = 0; i < fcsBytes; i++) contentSize += src[pos + i]! * 2 ** (8 * i);
-  if (fcsBytes === 2) contentSize += 256;
-  if (contentSize > maxOutput || (fcsBytes === 0 && window > Math.max(maxOutput, 1 << 27))) {
-    throw zstdError(`frame needs more than the ${maxOutput}-byte limit`);
-  }
+const ZSTD_MAGIC = 0xfd2fb528;
+const ZSTD_SKIPPABLE_MAGIC = 0x184d2a50;
+const ZSTD_BLOCK_MAX = 128 * 1024;
+
+/** One zstd frame located by {@linkcode zstdScan}. */
+interface ZstdFrame {
+  readonly start: number;
+  readonly end: number;
+  /** The content size the header declares, if it does. */
+  readonly contentSize: number | undefined;
 }
 
 /**
- * Decompresses zstd data (one or more frames) with fzstd. Content checksums
- * are not verified (fzstd skips them); malformed data throws
- * {@linkcode CompressionError}.
+ * Walks every frame's header and block headers without decoding anything (so before allocating
+ * anything) and holds what they reveal against `maxOutput`: the content sizes the frames declare
+ * (all of them, not just the first's), the bytes their raw and RLE blocks hold (exact output
+ * sizes, so a bomb of RLE blocks is caught here), and the windows that frames without a content
+ * size make the decoder allocate.
+ */
+function zstdScan(src: Uint8Array, maxOutput: number): ZstdFrame[] {
+  const frames: ZstdFrame[] = [];
+  let declared = 0;
+  let known = 0;
+  let windows = 0;
+  let pos = 0;
+  const truncated = (what: string, at: number) => zstdError(`truncated ${what} at byte ${at}`);
+  while (pos < src.length) {
+    if (pos + 4 > src.length) throw truncated("frame", pos);
+    const magic = readU32LE(src, pos);
+    if ((magic & 0xfffffff0) >>> 0 === ZSTD_SKIPPABLE_MAGIC) {
+      if (pos + 8 > src.length) throw truncated("skippable frame", pos);
+      const end = pos + 8 + readU32LE(src, pos + 4);
+      if (end > src.length) throw truncated("skippable frame", pos);
+      pos = end;
+      continue;
+    }
+    if (magic !== ZSTD_MAGIC) {
+      throw zstdError(
+        `not a zstd frame (magic 0x${magic.toString(16).padStart(8, "0")}) at byte ${pos}`,
+      );
+    }
+    const start = pos;
+    if (pos + 5 > src.length) throw truncated("frame header", start);
+    const fhd = src[pos + 4]!;
+    if ((fhd & 0x08) !== 0) throw zstdError(`reserved bit set in the frame header at byte ${pos}`);
+    const singleSegment = (fhd & 0x20) !== 0;
+    let p = pos + 5;
+    let window = 0;
+    if (!singleSegment) {
+      if (p >= src.length) throw truncated("frame header", start);
+      const wd = src[p++]!;
+      const base = 2 ** (10 + (wd >>> 3));
+      window = base + (base / 8) * (wd & 7);
+    }
+    p += [0, 1, 2, 4][fhd & 3]!;
+    const fcsFlag = fhd >>> 6;
+    const fcsBytes = fcsFlag === 0 ? (singleSegment ? 1 : 0) : 1 << fcsFlag;
+    if (p + fcsBytes > src.length) throw truncated("frame header", start);
+    let contentSize: number | undefined;
+    if (fcsBytes > 0) {
+      contentSize = fcsBytes === 2 ? 256 : 0;
+      for (let i = 0; i < fcsBytes; i++) contentSize += src[p + i]! * 2 ** (8 * i);
+      if (singleSegment) window = contentSize;
+    }
+    p += fcsBytes;
+    let held = 0;
+    for (;;) {
+      if (p + 3 > src.length) throw truncated("block header", p);
+      const word = src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16);
+      const type = (word >>> 1) & 3;
+      const size = word >>> 3;
+      if (type === 3) throw zstdError(`reserved block type at byte ${p}`);
+      if (size > ZSTD_BLOCK_MAX) throw zstdError(`block at byte ${p} is larger than 128 KiB`);
+      p += 3 + (type === 1 ? 1 : size);
+      if (p > src.length) throw truncated("block", p);
+      if (type !== 2) held += size;
+      if ((word & 1) !== 0) break;
+    }
+    if ((fhd & 0x04) !== 0) p += 4;
+    if (p > src.length) throw truncated("content checksum", p);
+    if (contentSize !== undefined && held > contentSize) {
+      throw zstdError(
+        `the frame at byte ${start} holds more than the ${contentSize} bytes it declares`,
+      );
+    }
+    frames.push({ start, end: p, contentSize });
+    pos = p;
+    const n = frames.length;
+    if (contentSize !== undefined) {
+      declared += contentSize;
+      if (declared > maxOutput) {
+        throw new OversizeError(
+          "zstd",
+          maxOutput,
+          n === 1
+            ? `its frame declares ${declared} bytes`
+            : `its ${n} frames declare ${declared} bytes (the first declares ${
+              frames[0]!.contentSize ?? "nothing"
+            })`,
+        );
+      }
+    }
+    known += contentSize ?? held;
+    if (known > maxOutput) {
+      throw new OversizeError(
+        "zstd",
+        maxOutput,
+        `its ${n} frame${n === 1 ? "" : "s"} hold at least ${known} bytes in raw and RLE blocks`,
+      );
+    }
+    if (!contentSize) {
+      // Decoded as a stream: the decoder allocates the frame's window.
+      windows += window;
+      if (window > maxOutput || windows > 4 * maxOutput) {
+        throw new OversizeError(
+          "zstd",
+          maxOutput,
+          `frame ${n} asks for a ${window}-byte window${n === 1 ? "" : ` (${windows} in all)`}`,
+        );
+      }
+    }
+  }
+  return frames;
+}
+
+/**
+ * Decompresses zstd data (one or more frames; skippable frames are ignored) with fzstd. Content
+ * checksums are not verified (fzstd skips them); malformed data throws
+ * {@linkcode CompressionError}, and output past `maxOutput` throws {@linkcode OversizeError}.
+ *
+ * Every frame header and block header is checked first ({@linkcode zstdScan}). A frame that
+ * declares its content size is then decoded in one go into a buffer of exactly that size (the
+ * declared sizes are within the cap); a frame that does not is decoded as a stream, counting the
+ * output block by block and stopping at the cap.
  */
 export function zstdDecompress(
   src: Uint8Array,
-  maxOutput: number = MAX_DECOMPRESSED_BYTES,
+  maxOutput: number = MAX_BATCH_BYTES,
 ): Uint8Array {
-  zstdCheckFirstFrame(src, maxOutput);
-  let out: Uint8Array;
+  if (src.length < 6) throw zstdError("input too short for a zstd frame");
+  const frames = zstdScan(src, maxOutput);
+  const parts: Uint8Array[] = [];
+  let total = 0;
   try {
-    out = fzstdDecompress(src);
+    for (const [i, frame] of frames.entries()) {
+      const data = src.subarray(frame.start, frame.end);
+      if (frame.contentSize) {
+        const out = fzstdDecompress(data);
+        parts.push(out);
+        total += out.length;
+        continue;
+      }
+      const stream = new FzstdDecompress((chunk) => {
+        if (total + chunk.length > maxOutput) {
+          const declared = frames[0]!.contentSize;
+          throw new OversizeError(
+            "zstd",
+            maxOutput,
+            `${frames.length === 1 ? "its frame" : `frame ${i + 1} of ${frames.length}`} ` +
+              `declares no size and decodes to more; decoding stopped after ${total} bytes` +
+              (i > 0 && declared !== undefined ? ` (the first frame declares ${declared})` : ""),
+          );
+        }
+        parts.push(chunk);
+        total += chunk.length;
+      });
+      stream.push(data, true);
+    }
   } catch (error) {
+    if (error instanceof CompressionError) throw error;
     throw zstdError(
       `invalid data (${error instanceof Error ? error.message : String(error)})`,
       error,
     );
   }
-  if (out.length > maxOutput) {
-    throw zstdError(`decompressed size exceeds the ${maxOutput}-byte limit`);
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
   }
   return out;
 }
@@ -897,38 +1112,345 @@ export async function zstdCompress(src: Uint8Array, level = 3): Promise<Uint8Arr
 }
 
 // ---------------------------------------------------------------------------
+// GZIP
+// ---------------------------------------------------------------------------
+
+/**
+ * Decompresses GZIP (or zlib) data with `node:zlib`, which counts the output
+ * as it inflates and stops once it passes `maxOutput` ({@linkcode OversizeError});
+ * malformed data throws {@linkcode CompressionError}.
+ */
+export function gzipDecompress(
+  src: Uint8Array,
+  maxOutput: number = MAX_BATCH_BYTES,
+): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    zlibUnzip(src, { maxOutputLength: maxOutput }, (error, result) => {
+      if (!error) return resolve(result);
+      if ((error as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE") {
+        // The gzip trailer's size (modulo 4 GiB) is only what the data claims.
+        const claims = src.length >= 18 && src[0] === 0x1f && src[1] === 0x8b
+          ? `; its trailer claims ${readU32LE(src, src.length - 4)} bytes modulo 4 GiB`
+          : "";
+        return reject(
+          new OversizeError(
+            "gzip",
+            maxOutput,
+            `it inflates to more than that; inflating stopped there${claims}`,
+          ),
+        );
+      }
+      reject(new CompressionError("gzip", `invalid data (${error.message})`, { cause: error }));
+    });
+  });
+}
+
+/** Compresses `src` as GZIP (`node:zlib` defaults, as kafkajs's own GZIP codec). */
+export function gzipCompress(src: Uint8Array): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    zlibGzip(src, (error, result) => (error ? reject(error) : resolve(result)));
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Over-cap batches: marker records
+// ---------------------------------------------------------------------------
+
+/** kafkajs's (and Kafka's) compression type ids. */
+const CODEC_TYPES: Readonly<Record<CodecName, number>> = { gzip: 1, snappy: 2, lz4: 3, zstd: 4 };
+
+/**
+ * Most records an over-cap batch may say it holds and still be set aside record by record (a
+ * marker costs kafkajs a few hundred bytes). A batch claiming more fails its fetch instead.
+ */
+export const MAX_OVERSIZE_MARKERS = 100_000;
+
+/**
+ * Prefix of every marker value: a fixed text, then 8 random bytes drawn when this module loads,
+ * so that no record a producer writes can pass for a marker.
+ */
+const MARKER_MAGIC = (() => {
+  const fixed = new TextEncoder().encode("\0kafka-rebuild oversize batch\0");
+  const magic = new Uint8Array(fixed.length + 8);
+  magic.set(fixed);
+  crypto.getRandomValues(magic.subarray(fixed.length));
+  return magic;
+})();
+const MARKER_FIRST = 0;
+const MARKER_FOLLOWING = 1;
+
+/** What a marker record says about the batch it replaces ({@linkcode parseOversizeMarker}). */
+export type OversizeMarker =
+  | {
+    /** The batch's first marker: it carries the details and the compressed records. */
+    readonly first: true;
+    /** `GZIP`, `SNAPPY`, `LZ4` or `ZSTD`. */
+    readonly codec: string;
+    /** The cap in bytes. */
+    readonly cap: number;
+    /** What the data declared or what decoding saw. */
+    readonly detail: string;
+    /** How many records the batch holds, or `null` when that was not known. */
+    readonly records: number | null;
+    /** Human reason, e.g. `it grows past 128 MiB (…); its 3 records were set aside`. */
+    readonly reason: string;
+    /** The batch's compressed records, as they came from the broker. */
+    readonly compressed: Buffer;
+  }
+  | {
+    /** One of the batch's other records; the first marker has reported the batch. */
+    readonly first: false;
+    readonly reason: string;
+  };
+
+function formatCap(bytes: number): string {
+  for (const [unit, size] of [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size} ${unit}`;
+  }
+  return `${bytes} bytes`;
+}
+
+/**
+ * Reads a marker record's value; `undefined` for any other value. Markers come from the codecs
+ * of this module instance only (their prefix holds random bytes drawn when it loaded).
+ */
+export function parseOversizeMarker(value: Uint8Array | null): OversizeMarker | undefined {
+  const n = MARKER_MAGIC.length;
+  if (value === null || value.length <= n) return undefined;
+  for (let i = 0; i < n; i++) if (value[i] !== MARKER_MAGIC[i]) return undefined;
+  if (value[n] === MARKER_FOLLOWING) {
+    return { first: false, reason: "another record of a batch set aside at its first record" };
+  }
+  if (value[n] !== MARKER_FIRST || value.length < n + 5) return undefined;
+  const metaLength = readU32BE(value, n + 1);
+  const metaEnd = n + 5 + metaLength;
+  if (metaEnd > value.length) return undefined;
+  const meta = JSON.parse(new TextDecoder().decode(value.subarray(n + 5, metaEnd))) as {
+    codec: string;
+    cap: number;
+    detail: string;
+    records: number | null;
+  };
+  const { records } = meta;
+  const setAside = records === null
+    ? "its records were set aside"
+    : records === 1
+    ? "its record was set aside"
+    : `its ${records} records were set aside`;
+  return {
+    first: true,
+    ...meta,
+    reason: `it grows past ${formatCap(meta.cap)} (${meta.detail}); ${setAside}`,
+    compressed: toBuffer(value.subarray(metaEnd)),
+  };
+}
+
+/**
+ * The reason a marker record carries (`ZSTD batch: it grows past 128 MiB (…)`), or `undefined`
+ * when `value` is not a marker.
+ */
+export function oversizeMarkerReason(value: Uint8Array | null): string | undefined {
+  const marker = parseOversizeMarker(value);
+  if (marker === undefined) return undefined;
+  return marker.first ? `${marker.codec} batch: ${marker.reason}` : marker.reason;
+}
+
+/** The v2 record batch header (61 bytes) up to and including the record count. */
+const BATCH_HEADER_SIZE = 61;
+
+/**
+ * The v2 record batch header right before `compressed` in the fetch response, or `undefined` when
+ * it is not there. kafkajs 2.2.4 (`protocol/recordBatch/v0/decoder.js`) hands a codec
+ * `decoder.readAll()` of the batch: a view of the fetch response buffer that starts just after
+ * the header. The header is accepted only when it fits exactly: its length field ends the batch
+ * where `compressed` ends, magic 2, this codec's type, a count within the offset range.
+ */
+function enclosingBatchHeader(
+  compressed: Uint8Array,
+  type: number,
+): { count: number; lastOffsetDelta: number } | undefined {
+  const start = compressed.byteOffset - BATCH_HEADER_SIZE;
+  if (start < 0) return undefined;
+  const view = new DataView(compressed.buffer, start, BATCH_HEADER_SIZE);
+  if (view.getInt32(8) !== 49 + compressed.length) return undefined; // batch length
+  if (view.getInt8(16) !== 2) return undefined; // magic
+  if ((view.getInt16(21) & 0x07) !== type) return undefined; // attributes
+  const lastOffsetDelta = view.getInt32(23);
+  const count = view.getInt32(57);
+  if (count < 1 || lastOffsetDelta < count - 1) return undefined;
+  return { count, lastOffsetDelta };
+}
+
+function varintLength(n: number): number {
+  let z = ((n << 1) ^ (n >> 31)) >>> 0;
+  let length = 1;
+  while (z >= 0x80) {
+    z >>>= 7;
+    length++;
+  }
+  return length;
+}
+
+function writeVarint(dst: Uint8Array, pos: number, n: number): number {
+  let z = ((n << 1) ^ (n >> 31)) >>> 0;
+  while (z >= 0x80) {
+    dst[pos++] = (z & 0x7f) | 0x80;
+    z >>>= 7;
+  }
+  dst[pos++] = z;
+  return pos;
+}
+
+/** Size of the body of a v2 record with no key, no headers, timestamp delta 0. */
+function recordBodyLength(offsetDelta: number, valueLength: number): number {
+  return 1 + 1 + varintLength(offsetDelta) + 1 + varintLength(valueLength) + valueLength + 1;
+}
+
+function writeRecord(dst: Uint8Array, pos: number, offsetDelta: number, value: Uint8Array): number {
+  pos = writeVarint(dst, pos, recordBodyLength(offsetDelta, value.length));
+  dst[pos++] = 0; // attributes
+  dst[pos++] = 0; // timestamp delta (varlong 0)
+  pos = writeVarint(dst, pos, offsetDelta);
+  dst[pos++] = 1; // key length -1: no key
+  pos = writeVarint(dst, pos, value.length);
+  dst.set(value, pos);
+  pos += value.length;
+  dst[pos++] = 0; // no headers
+  return pos;
+}
+
+/**
+ * What a codec hands kafkajs instead of an over-cap batch's records: marker records in Kafka's
+ * record v2 format, which kafkajs decodes like any others.
+ *
+ * kafkajs reads the record count from the batch header, not from the decompressed data, and then
+ * decodes exactly that many records from what the codec returned (fewer would make it throw, and
+ * with it the whole fetch, over and over). The codec only gets the compressed bytes, but kafkajs
+ * gives them as a view of the fetch response, with the batch header right before them; so the
+ * count is read from there ({@linkcode enclosingBatchHeader}) and that many markers are made:
+ * the first carries the reason and the compressed records, the others only say they follow it.
+ * Their offset deltas are 0, 1, 2, … and the last one is the batch's last offset delta, so that
+ * handling them commits past the whole batch. When the header is not found (not a kafkajs fetch),
+ * one marker is made, which is right for a batch of one record.
+ */
+function oversizeMarkers(compressed: Uint8Array, error: OversizeError): Buffer {
+  const header = enclosingBatchHeader(compressed, CODEC_TYPES[error.codec]);
+  const count = header?.count ?? 1;
+  if (count > MAX_OVERSIZE_MARKERS) {
+    throw new OversizeError(
+      error.codec,
+      error.cap,
+      `${error.detail}; its header claims ${count} records, more than the ${MAX_OVERSIZE_MARKERS} that can be set aside`,
+    );
+  }
+  const meta = new TextEncoder().encode(JSON.stringify({
+    codec: error.codec.toUpperCase(),
+    cap: error.cap,
+    detail: error.detail,
+    records: header?.count ?? null,
+  }));
+  const n = MARKER_MAGIC.length;
+  const first = new Uint8Array(n + 5 + meta.length + compressed.length);
+  first.set(MARKER_MAGIC);
+  first[n] = MARKER_FIRST;
+  writeU32BE(first, n + 1, meta.length);
+  first.set(meta, n + 5);
+  first.set(compressed, n + 5 + meta.length);
+  const following = new Uint8Array(n + 1);
+  following.set(MARKER_MAGIC);
+  following[n] = MARKER_FOLLOWING;
+  const offsetDelta = (i: number) => (i === count - 1 ? header?.lastOffsetDelta ?? 0 : i);
+  let size = 0;
+  for (let i = 0; i < count; i++) {
+    const body = recordBodyLength(offsetDelta(i), (i === 0 ? first : following).length);
+    size += varintLength(body) + body;
+  }
+  const out = Buffer.alloc(size);
+  let pos = 0;
+  for (let i = 0; i < count; i++) {
+    pos = writeRecord(out, pos, offsetDelta(i), i === 0 ? first : following);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
 // kafkajs registration
 // ---------------------------------------------------------------------------
 
-/** kafkajs codec for LZ4 (CompressionTypes.LZ4). */
-export const lz4Codec: KafkaCodec = {
-  compress(encoder) {
-    return Promise.resolve().then(() => toBuffer(lz4Compress(encoder.buffer)));
-  },
-  decompress(buffer) {
-    return Promise.resolve().then(() => toBuffer(lz4Decompress(buffer)));
-  },
-};
+/** Options of {@linkcode createCodecs}. */
+export interface CodecOptions {
+  /** Largest decompressed size of one batch (default {@linkcode MAX_BATCH_BYTES}). */
+  readonly maxBatchBytes?: number;
+}
 
+/** The kafkajs codecs of {@linkcode createCodecs}. */
+export interface KafkaCodecs {
+  readonly gzip: KafkaCodec;
+  readonly lz4: KafkaCodec;
+  readonly snappy: KafkaCodec;
+  readonly zstd: KafkaCodec;
+}
+
+/**
+ * Makes kafkajs codecs whose decoders stop at `maxBatchBytes` of output. A batch that would grow
+ * past it resolves to marker records ({@linkcode parseOversizeMarker}) instead of its records, so
+ * kafkajs hands the consumer something to quarantine and commit rather than failing the fetch;
+ * malformed data still rejects with {@linkcode CompressionError}.
+ */
+export function createCodecs(options: CodecOptions = {}): KafkaCodecs {
+  const cap = options.maxBatchBytes ?? MAX_BATCH_BYTES;
+  if (!Number.isSafeInteger(cap) || cap < 1) {
+    throw new RangeError(`maxBatchBytes must be a positive integer, got ${cap}`);
+  }
+  const decompressor = (
+    decode: (src: Uint8Array, maxOutput: number) => Uint8Array | Promise<Uint8Array>,
+  ) =>
+  async (buffer: Buffer): Promise<Buffer> => {
+    try {
+      return toBuffer(await decode(buffer, cap));
+    } catch (error) {
+      if (error instanceof OversizeError) return oversizeMarkers(buffer, error);
+      throw error;
+    }
+  };
+  return {
+    gzip: {
+      async compress(encoder) {
+        return toBuffer(await gzipCompress(encoder.buffer));
+      },
+      decompress: decompressor(gzipDecompress),
+    },
+    lz4: {
+      compress(encoder) {
+        return Promise.resolve().then(() => toBuffer(lz4Compress(encoder.buffer)));
+      },
+      decompress: decompressor(lz4Decompress),
+    },
+    snappy: {
+      compress(encoder) {
+        return Promise.resolve().then(() => toBuffer(snappyCompress(encoder.buffer)));
+      },
+      decompress: decompressor(snappyDecompress),
+    },
+    zstd: {
+      async compress(encoder) {
+        return toBuffer(await zstdCompress(encoder.buffer));
+      },
+      decompress: decompressor(zstdDecompress),
+    },
+  };
+}
+
+const defaultCodecs = createCodecs();
+
+/** kafkajs codec for GZIP (CompressionTypes.GZIP), capped at {@linkcode MAX_BATCH_BYTES}. */
+export const gzipCodec: KafkaCodec = defaultCodecs.gzip;
+/** kafkajs codec for LZ4 (CompressionTypes.LZ4), capped at {@linkcode MAX_BATCH_BYTES}. */
+export const lz4Codec: KafkaCodec = defaultCodecs.lz4;
 /** kafkajs codec for Snappy (CompressionTypes.Snappy); writes xerial framing. */
-export const snappyCodec: KafkaCodec = {
-  compress(encoder) {
-    return Promise.resolve().then(() => toBuffer(snappyCompress(encoder.buffer)));
-  },
-  decompress(buffer) {
-    return Promise.resolve().then(() => toBuffer(snappyDecompress(buffer)));
-  },
-};
-
-/** kafkajs codec for ZSTD (CompressionTypes.ZSTD). */
-export const zstdCodec: KafkaCodec = {
-  async compress(encoder) {
-    return toBuffer(await zstdCompress(encoder.buffer));
-  },
-  decompress(buffer) {
-    return Promise.resolve().then(() => toBuffer(zstdDecompress(buffer)));
-  },
-};
+export const snappyCodec: KafkaCodec = defaultCodecs.snappy;
+/** kafkajs codec for ZSTD (CompressionTypes.ZSTD), capped at {@linkcode MAX_BATCH_BYTES}. */
+export const zstdCodec: KafkaCodec = defaultCodecs.zstd;
 
 /** Shape of kafkajs's (untyped) `src/protocol/message/compression/index.js`. */
 interface KafkajsCompressionModule {
@@ -940,16 +1462,18 @@ interface KafkajsCompressionModule {
 /** kafkajs's codec table: the object kafkajs exports as `CompressionCodecs`. */
 export const kafkajsCompression = kafkajsCompressionModule as unknown as KafkajsCompressionModule;
 
+const gzipFactory = (): KafkaCodec => gzipCodec;
 const lz4Factory = (): KafkaCodec => lz4Codec;
 const snappyFactory = (): KafkaCodec => snappyCodec;
 const zstdFactory = (): KafkaCodec => zstdCodec;
 
 /**
- * Registers the LZ4, Snappy and ZSTD codecs in kafkajs's global
- * `CompressionCodecs` table. Idempotent; call before consuming/producing.
+ * Registers the GZIP, LZ4, Snappy and ZSTD codecs (capped at {@linkcode MAX_BATCH_BYTES}) in
+ * kafkajs's global `CompressionCodecs` table. Idempotent; call before consuming/producing.
  */
 export function registerCodecs(): void {
   const { Codecs, Types } = kafkajsCompression;
+  Codecs[Types.GZIP] = gzipFactory;
   Codecs[Types.LZ4] = lz4Factory;
   Codecs[Types.Snappy] = snappyFactory;
   Codecs[Types.ZSTD] = zstdFactory;

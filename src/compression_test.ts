@@ -11,12 +11,23 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import {
+  type CodecName,
   CompressionError,
+  createCodecs,
+  gzipCodec,
+  gzipCompress,
+  gzipDecompress,
   type KafkaCodec,
+  type KafkaCodecs,
   kafkajsCompression,
   lz4Codec,
   lz4Compress,
   lz4Decompress,
+  MAX_BATCH_BYTES,
+  MAX_OVERSIZE_MARKERS,
+  OversizeError,
+  oversizeMarkerReason,
+  parseOversizeMarker,
   registerCodecs,
   snappyCodec,
   snappyCompress,
@@ -436,11 +447,12 @@ Deno.test("registerCodecs installs the codecs into kafkajs and is idempotent", a
   registerCodecs();
   registerCodecs();
   // lookupCodec is what kafkajs's RecordBatch encoder calls.
+  assert.equal(kafkajsCompression.lookupCodec(Types.GZIP), gzipCodec);
   assert.equal(kafkajsCompression.lookupCodec(Types.LZ4), lz4Codec);
   assert.equal(kafkajsCompression.lookupCodec(Types.Snappy), snappyCodec);
   assert.equal(kafkajsCompression.lookupCodec(Types.ZSTD), zstdCodec);
   const encoder = { buffer: Buffer.from(INPUTS.words!) };
-  for (const type of [Types.LZ4, Types.Snappy, Types.ZSTD]) {
+  for (const type of [Types.GZIP, Types.LZ4, Types.Snappy, Types.ZSTD]) {
     const codec = kafkajsCompression.lookupCodec(type) as KafkaCodec;
     const compressed = await codec.compress(encoder);
     assert.ok(Buffer.isBuffer(compressed));
@@ -492,7 +504,7 @@ Deno.test("kafkajs RecordBatch v2 encodes and decodes through the registered cod
   const records = values.map((value, i) =>
     Record({ offsetDelta: i, key: Buffer.from(`key-${i}`), value: Buffer.from(value) })
   );
-  for (const type of [Types.LZ4, Types.Snappy, Types.ZSTD]) {
+  for (const type of [Types.GZIP, Types.LZ4, Types.Snappy, Types.ZSTD]) {
     const batch = await RecordBatch({
       compression: type,
       records,
@@ -507,6 +519,378 @@ Deno.test("kafkajs RecordBatch v2 encodes and decodes through the registered cod
       assertBytesEqual(record.value!, values[i]!, `type ${type} record ${i}`);
     });
   }
+});
+
+// ---------------------------------------------------------------------------
+// The cap on a batch's decompressed size (decompression bombs)
+// ---------------------------------------------------------------------------
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+interface KafkajsInternals {
+  record(r: { offsetDelta: number; key: Buffer; value: Buffer }): { readonly buffer: Buffer };
+  decodeBatch(batch: Buffer): Promise<KafkaDecodedRecord[]>;
+  decodeRecord(bytes: Buffer): KafkaDecodedRecord;
+}
+
+/** kafkajs's own record encoder and RecordBatch / record decoders (untyped CommonJS). */
+async function kafkajsInternals(): Promise<KafkajsInternals> {
+  const Record = (await import("kafkajs/src/protocol/recordBatch/record/v0/index.js"))
+    .default as KafkajsInternals["record"];
+  const decodeBatch = (await import("kafkajs/src/protocol/recordBatch/v0/decoder.js"))
+    .default as (decoder: unknown) => Promise<{ records: KafkaDecodedRecord[] }>;
+  const decodeRecord = (await import("kafkajs/src/protocol/recordBatch/record/v0/decoder.js"))
+    .default as (decoder: unknown, context: unknown) => KafkaDecodedRecord;
+  const Decoder = (await import("kafkajs/src/protocol/decoder.js")).default as new (
+    buffer: Buffer,
+  ) => { readVarIntBytes(): Buffer };
+  return {
+    record: Record,
+    decodeBatch: async (batch) => (await decodeBatch(new Decoder(batch))).records,
+    decodeRecord: (bytes) =>
+      decodeRecord(new Decoder(new Decoder(bytes).readVarIntBytes()), {
+        firstOffset: "0",
+        firstTimestamp: "0",
+      }),
+  };
+}
+
+/** Records serialized as kafkajs (and Kafka) put them in a batch, before compression. */
+function serializeRecords(kafkajs: KafkajsInternals, values: Uint8Array[]): Buffer {
+  return Buffer.concat(
+    values.map((value, i) =>
+      kafkajs.record({ offsetDelta: i, key: Buffer.from(`k${i}`), value: Buffer.from(value) })
+        .buffer
+    ),
+  );
+}
+
+/** A v2 record batch holding `compressed`, laid out as in a fetch response. */
+function recordBatch(
+  type: number,
+  compressed: Uint8Array,
+  count: number,
+  lastOffsetDelta = count - 1,
+  baseOffset = 41n,
+): Buffer {
+  const batch = Buffer.alloc(61 + compressed.length);
+  batch.writeBigInt64BE(baseOffset, 0);
+  batch.writeInt32BE(49 + compressed.length, 8); // length
+  batch.writeInt8(2, 16); // magic (CRC at 17 stays 0: kafkajs does not check it)
+  batch.writeInt16BE(type, 21); // attributes
+  batch.writeInt32BE(lastOffsetDelta, 23);
+  batch.writeBigInt64BE(1700000000000n, 27); // first timestamp
+  batch.writeBigInt64BE(1700000000000n, 35); // max timestamp
+  batch.writeBigInt64BE(-1n, 43); // producer id
+  batch.writeInt16BE(-1, 51); // producer epoch
+  batch.writeInt32BE(-1, 53); // base sequence
+  batch.writeInt32BE(count, 57);
+  batch.set(compressed, 61);
+  return batch;
+}
+
+/** Decodes `batch` with kafkajs's RecordBatch decoder while `codecs` are installed in its table. */
+async function decodeWith(
+  kafkajs: KafkajsInternals,
+  codecs: KafkaCodecs,
+  batch: Buffer,
+): Promise<KafkaDecodedRecord[]> {
+  const { Codecs } = kafkajsCompression;
+  const saved = { ...Codecs };
+  Codecs[Types.GZIP] = () => codecs.gzip;
+  Codecs[Types.Snappy] = () => codecs.snappy;
+  Codecs[Types.LZ4] = () => codecs.lz4;
+  Codecs[Types.ZSTD] = () => codecs.zstd;
+  try {
+    return await kafkajs.decodeBatch(batch);
+  } finally {
+    Object.assign(Codecs, saved);
+  }
+}
+
+const COMPRESSORS: readonly [CodecName, number, (data: Uint8Array) => Promise<Uint8Array>][] = [
+  ["gzip", Types.GZIP, gzipCompress],
+  ["snappy", Types.Snappy, (data) => Promise.resolve(snappyCompress(data))],
+  ["lz4", Types.LZ4, (data) => Promise.resolve(lz4Compress(data))],
+  ["zstd", Types.ZSTD, (data) => zstdCompress(data)],
+];
+
+const DECOMPRESSORS: Record<
+  CodecName,
+  (data: Uint8Array, maxOutput: number) => Uint8Array | Promise<Uint8Array>
+> = {
+  gzip: gzipDecompress,
+  snappy: snappyDecompress,
+  lz4: lz4Decompress,
+  zstd: zstdDecompress,
+};
+
+/** Runs `fn` and returns the {@linkcode OversizeError} it throws or rejects with. */
+async function oversize(
+  fn: () => unknown,
+  codec: CodecName,
+  cap: number,
+): Promise<OversizeError> {
+  try {
+    await fn();
+  } catch (error) {
+    assert.ok(error instanceof OversizeError, `expected OversizeError, got ${error}`);
+    assert.equal(error.codec, codec);
+    assert.equal(error.cap, cap);
+    assert.match(error.message, new RegExp(`^${codec.toUpperCase()}: .*limit`));
+    return error;
+  }
+  assert.fail(`${codec}: no OversizeError`);
+}
+
+/** The byte count in "decoding stopped after N bytes". */
+function stoppedAfter(error: OversizeError): number {
+  const match = error.detail.match(/stopped after (\d+) bytes/);
+  assert.ok(match, `no "stopped after" in ${error.detail}`);
+  return Number(match[1]);
+}
+
+const ZSTD_BLOCK = 128 * KiB;
+
+/**
+ * A zstd frame that declares no content size and decodes to `blocks` x 128 KiB of an 8-byte
+ * pattern, in ordinary compressed blocks (about 12 bytes each): a bomb that only counting the
+ * output as it is decoded can catch.
+ */
+async function zstdStreamBomb(blocks: number): Promise<Uint8Array> {
+  const pattern = new Uint8Array(8 * ZSTD_BLOCK);
+  for (let i = 0; i < pattern.length; i++) pattern[i] = (i % 8) * 31 + 1;
+  const frame = await zstdCompress(pattern, 1);
+  const fhd = frame[4]!;
+  assert.equal(fhd & 0x20, 0, "not single-segment");
+  let p = 6 + [0, 1, 2, 4][fhd & 3]! + (fhd >>> 6 ? 1 << (fhd >>> 6) : 0);
+  const parts: Uint8Array[] = [];
+  for (;;) {
+    const word = frame[p]! | (frame[p + 1]! << 8) | (frame[p + 2]! << 16);
+    const end = p + 3 + (((word >>> 1) & 3) === 1 ? 1 : word >>> 3);
+    parts.push(frame.subarray(p, end));
+    p = end;
+    if (word & 1) break;
+  }
+  // Past the first block, every block of the pattern compresses to the same bytes.
+  const middle = parts[1]!;
+  assertBytesEqual(parts[2]!, middle, "repeating block");
+  const last = middle.slice();
+  last[0] = last[0]! | 1;
+  const out = new Uint8Array(6 + parts[0]!.length + (blocks - 1) * middle.length);
+  out.set([0x28, 0xb5, 0x2f, 0xfd, 0x00, frame[5]!]); // magic, no content size, same window
+  let at = 6;
+  out.set(parts[0]!, at);
+  at += parts[0]!.length;
+  for (let i = 1; i < blocks; i++) {
+    out.set(i === blocks - 1 ? last : middle, at);
+    at += middle.length;
+  }
+  return out;
+}
+
+/** A zstd frame of `bytes` zero bytes in RLE blocks (4 bytes per 128 KiB), declaring its size or not. */
+function zstdRleFrame(bytes: number, declare: boolean): Uint8Array {
+  const blocks = Math.ceil(bytes / ZSTD_BLOCK);
+  const head = declare ? 14 : 6;
+  const out = new Uint8Array(head + 4 * blocks);
+  out.set([0x28, 0xb5, 0x2f, 0xfd, declare ? 0xc0 : 0x00, (17 - 10) << 3]);
+  if (declare) new DataView(out.buffer).setBigUint64(6, BigInt(bytes), true);
+  for (let i = 0; i < blocks; i++) {
+    const size = Math.min(ZSTD_BLOCK, bytes - i * ZSTD_BLOCK);
+    const word = (size << 3) | (1 << 1) | (i === blocks - 1 ? 1 : 0);
+    out.set([word & 0xff, (word >>> 8) & 0xff, word >>> 16, 0], head + 4 * i);
+  }
+  return out;
+}
+
+/** An LZ4 frame of `blocks` x 64 KiB of zeros: the same independent block over and over. */
+function lz4ZeroBomb(blocks: number): Uint8Array {
+  const frame = lz4Compress(new Uint8Array(64 * KiB));
+  const block = frame.subarray(7, frame.length - 4);
+  const out = new Uint8Array(7 + blocks * block.length + 4);
+  out.set(frame.subarray(0, 7));
+  for (let i = 0; i < blocks; i++) out.set(block, 7 + i * block.length);
+  return out;
+}
+
+Deno.test("the default cap is 128 MiB and createCodecs takes another one", async () => {
+  const kafkajs = await kafkajsInternals();
+  assert.equal(MAX_BATCH_BYTES, 128 * MiB);
+  const frame = zstdRleFrame(MAX_BATCH_BYTES + 1, true);
+  await oversize(() => zstdDecompress(frame), "zstd", MAX_BATCH_BYTES);
+  assert.equal(zstdDecompress(zstdRleFrame(MAX_BATCH_BYTES, true)).length, MAX_BATCH_BYTES);
+  const records = await zstdCodec.decompress(Buffer.from(frame));
+  const marker = parseOversizeMarker(kafkajs.decodeRecord(records).value);
+  assert.ok(marker?.first);
+  assert.equal(marker.cap, MAX_BATCH_BYTES);
+  for (const bad of [0, -1, 1.5, NaN]) {
+    assert.throws(() => createCodecs({ maxBatchBytes: bad }), RangeError);
+  }
+});
+
+Deno.test("every codec stops exactly at the cap: the cap itself decodes, one byte more does not", async () => {
+  const input = INPUTS.words!.subarray(0, 100_000);
+  for (const [name, , compress] of COMPRESSORS) {
+    const compressed = await compress(input);
+    const decode = DECOMPRESSORS[name];
+    assertBytesEqual(await decode(compressed, input.length), input, `${name} at the cap`);
+    await oversize(() => decode(compressed, input.length - 1), name, input.length - 1);
+  }
+  // A zstd frame that declares no size is counted as it decodes (its window is 512 KiB).
+  const stream = await zstdStreamBomb(8);
+  assert.equal(zstdDecompress(stream, MiB).length, MiB);
+  const error = await oversize(() => zstdDecompress(stream, MiB - 1), "zstd", MiB - 1);
+  assert.match(error.detail, /declares no size/);
+  assert.ok(stoppedAfter(error) <= MiB - 1);
+  // zstd-jni's stream frames (no size, a 2 MiB window) decode under a cap of their window.
+  const jni = await readFixture("zstd_stream_text.zst");
+  assertBytesEqual(zstdDecompress(jni, 2 * MiB), INPUTS.text!, "zstd stream fixture");
+});
+
+Deno.test("a batch past the cap reaches kafkajs as one marker record per record of the batch", async () => {
+  const kafkajs = await kafkajsInternals();
+  const cap = 256 * KiB;
+  const codecs = createCodecs({ maxBatchBytes: cap });
+  const values = [new Uint8Array(MiB), new TextEncoder().encode("second"), INPUTS.text!];
+  const content = serializeRecords(kafkajs, values);
+  for (const [name, type, compress] of COMPRESSORS) {
+    const compressed = await compress(content);
+    const records = await decodeWith(kafkajs, codecs, recordBatch(type, compressed, 3));
+    assert.deepEqual(records.map((r) => r.offset), ["41", "42", "43"], name);
+    const first = parseOversizeMarker(records[0]!.value);
+    assert.ok(first?.first, `${name}: first marker`);
+    assert.equal(first.codec, name.toUpperCase());
+    assert.equal(first.cap, cap);
+    assert.equal(first.records, 3);
+    assertBytesEqual(first.compressed, compressed, `${name}: compressed records kept`);
+    assert.match(first.reason, /^it grows past 256 KiB \(.+\); its 3 records were set aside$/);
+    assert.equal(
+      oversizeMarkerReason(records[0]!.value),
+      `${name.toUpperCase()} batch: ${first.reason}`,
+    );
+    for (const record of records.slice(1)) {
+      assert.equal(parseOversizeMarker(record.value)?.first, false, `${name}: following marker`);
+      assert.ok(oversizeMarkerReason(record.value));
+    }
+  }
+  // A compacted batch (offsets 41 and 47 left): the last marker carries the last offset, so
+  // committing after it skips the whole batch.
+  const zst = await zstdCompress(content);
+  const compacted = await decodeWith(kafkajs, codecs, recordBatch(Types.ZSTD, zst, 2, 6));
+  assert.deepEqual(compacted.map((r) => r.offset), ["41", "47"]);
+  // Outside a kafkajs fetch buffer (no batch header before the data): one marker.
+  const alone = await codecs.zstd.decompress(Buffer.from(zst));
+  const record = kafkajs.decodeRecord(alone);
+  assert.equal(record.offset, "0");
+  const marker = parseOversizeMarker(record.value);
+  assert.ok(marker?.first);
+  assert.equal(marker.records, null);
+  assert.match(marker.reason, /its records were set aside$/);
+  // A header claiming more records than can be set aside: the fetch fails, as before the cap.
+  const many = recordBatch(Types.ZSTD, zst, MAX_OVERSIZE_MARKERS + 1);
+  await assert.rejects(decodeWith(kafkajs, codecs, many), OversizeError);
+});
+
+Deno.test("batches within the cap decode byte-identical through capped codecs", async () => {
+  const kafkajs = await kafkajsInternals();
+  const codecs = createCodecs({ maxBatchBytes: MiB });
+  const values = [INPUTS.words!, INPUTS.text!.subarray(0, 200_000), new Uint8Array(0)];
+  const content = serializeRecords(kafkajs, values);
+  for (const [name, type, compress] of COMPRESSORS) {
+    const records = await decodeWith(
+      kafkajs,
+      codecs,
+      recordBatch(type, await compress(content), 3),
+    );
+    assert.equal(records.length, 3);
+    records.forEach((record, i) => {
+      assert.equal(parseOversizeMarker(record.value), undefined);
+      assertBytesEqual(record.value!, values[i]!, `${name} record ${i}`);
+    });
+  }
+});
+
+Deno.test("a record a producer wrote can never pass for a marker", () => {
+  // The prefix ends with random bytes drawn when the module loaded.
+  const forged = new TextEncoder().encode("\0kafka-rebuild oversize batch\0" + "x".repeat(40));
+  assert.equal(parseOversizeMarker(forged), undefined);
+  assert.equal(oversizeMarkerReason(forged), undefined);
+  assert.equal(parseOversizeMarker(null), undefined);
+  assert.equal(parseOversizeMarker(new Uint8Array(0)), undefined);
+});
+
+Deno.test("ZSTD: every frame counts, not only the first (it declares a small size, later ones are big)", async () => {
+  const cap = MiB;
+  const small = await zstdCompress(new TextEncoder().encode("hello"));
+  const join = (...parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
+  // A later frame declares 1 GiB.
+  let error = await oversize(
+    () => zstdDecompress(join(small, zstdRleFrame(1024 * MiB, true)), cap),
+    "zstd",
+    cap,
+  );
+  assert.match(error.detail, /its 2 frames declare 1073741829 bytes \(the first declares 5\)/);
+  // A later frame declares nothing and holds 1 GiB of RLE blocks: caught before decoding.
+  error = await oversize(
+    () => zstdDecompress(join(small, zstdRleFrame(1024 * MiB, false)), cap),
+    "zstd",
+    cap,
+  );
+  assert.match(error.detail, /hold at least \d+ bytes in raw and RLE blocks/);
+  // A later frame declares nothing and decodes to 1 GiB from ~100 KB of compressed blocks:
+  // decoding stops at the cap (the whole output would take seconds and 1 GiB).
+  const bomb = join(small, await zstdStreamBomb(8192));
+  assert.ok(bomb.length < 120_000);
+  const started = performance.now();
+  error = await oversize(() => zstdDecompress(bomb, cap), "zstd", cap);
+  assert.ok(performance.now() - started < 2000, "stops at the cap");
+  assert.match(error.detail, /frame 2 of 2 declares no size .*\(the first frame declares 5\)/);
+  assert.ok(stoppedAfter(error) <= cap);
+  // The same frames, small, decode right.
+  const fine = zstdDecompress(join(small, await zstdStreamBomb(10), small), 4 * MiB);
+  assert.equal(fine.length, 5 + 10 * ZSTD_BLOCK + 5);
+  assert.equal(new TextDecoder().decode(fine.subarray(0, 5)), "hello");
+  for (let i = 5; i < 5 + 10 * ZSTD_BLOCK; i += 4099) assert.equal(fine[i], ((i - 5) % 8) * 31 + 1);
+  // A window larger than the cap is refused before it is allocated.
+  const window = zstdRleFrame(1000, false);
+  window[5] = (30 - 10) << 3; // 1 GiB window
+  error = await oversize(() => zstdDecompress(window, cap), "zstd", cap);
+  assert.match(error.detail, /asks for a 1073741824-byte window/);
+});
+
+Deno.test("LZ4, GZIP and Snappy bombs stop at the cap without decoding (or allocating) the rest", async () => {
+  const cap = MiB;
+  // LZ4: 1 GiB of zeros in 4.4 MB; its blocks are counted as they decode.
+  const lz4 = lz4ZeroBomb(16 * KiB);
+  let started = performance.now();
+  let error = await oversize(() => lz4Decompress(lz4, cap), "lz4", cap);
+  assert.ok(performance.now() - started < 2000, "LZ4 stops at the cap");
+  assert.ok(stoppedAfter(error) <= cap);
+  // LZ4 frames that declare their size are refused before decoding.
+  const sized = lz4Compress(new Uint8Array(2 * MiB), { contentSize: true });
+  error = await oversize(() => lz4Decompress(sized, cap), "lz4", cap);
+  assert.match(error.detail, /declares a content size of 2097152 bytes/);
+  // GZIP: 64 MiB of zeros; zlib stops inflating at the cap.
+  const gz = await gzipCompress(new Uint8Array(64 * MiB));
+  started = performance.now();
+  error = await oversize(() => gzipDecompress(gz, cap), "gzip", cap);
+  assert.ok(performance.now() - started < 2000, "GZIP stops at the cap");
+  assert.match(error.detail, /trailer claims 67108864 bytes/);
+  // Snappy declares every block's length up front: a raw block claiming 4 GiB, xerial blocks
+  // claiming more than the cap in all.
+  const raw = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x0f, 0x00]);
+  error = await oversize(() => snappyDecompress(raw, cap), "snappy", cap);
+  assert.match(error.detail, /declares 4294967295 bytes/);
+  const xerial = snappyCompress(new Uint8Array(2 * MiB));
+  error = await oversize(() => snappyDecompress(xerial, cap), "snappy", cap);
+  assert.match(error.detail, /xerial blocks declare at least \d+ bytes/);
+  // Malformed data is still an error, not a marker.
+  await assert.rejects(
+    createCodecs({ maxBatchBytes: cap }).gzip.decompress(Buffer.from("nope")),
+    (e) => e instanceof CompressionError && !(e instanceof OversizeError),
+  );
 });
 
 // ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import type {
 } from "kafkajs";
 import { join } from "node:path";
 import { ChunkDecodeError, type DataFileChunk, decodeChunk } from "./chunk_codec.ts";
+import { parseOversizeMarker } from "./compression.ts";
 import { BadChunkError, FileAssembler, type InProgressLimits } from "./file_assembler.ts";
 import { isPathError } from "./io_errors.ts";
 import type { Logger } from "./logger.ts";
@@ -382,6 +383,22 @@ export class Downloader {
     message: KafkaMessage,
     heartbeat: () => Promise<void>,
   ): Promise<void> {
+    // A batch that decompresses past the cap arrives as marker records (see compression.ts): the
+    // first is quarantined with the compressed batch, the others stand for its other records.
+    const marker = parseOversizeMarker(message.value);
+    if (marker !== undefined) {
+      this.#counts.messagesRead++;
+      if (!marker.first) {
+        this.#counts.badRecords++;
+        return;
+      }
+      return await this.#reject(
+        topic,
+        partition,
+        { ...message, value: marker.compressed },
+        `Cannot decompress a ${marker.codec} batch on partition ${partition} at offset ${message.offset}: ${marker.reason}`,
+      );
+    }
     let chunk: DataFileChunk;
     try {
       chunk = decodeChunk(message.value);

@@ -1,0 +1,259 @@
+/**
+ * Decompression bombs against the real CLI and broker. A ZSTD batch of about 100 KB decodes to
+ * 1 GiB (its first frame declares a few bytes, the big frame declares nothing), and a GZIP batch
+ * of about 520 KB inflates to 512 MiB; ordinary files follow each on the same partition. The
+ * process stays up with bounded memory, each bomb is quarantined with a clear warning, the files
+ * after it are rebuilt byte-identical, and every offset is committed past the bombs.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { createGzip } from "node:zlib";
+import type { CompressionTypes, Producer } from "kafkajs";
+import { chunkMessagesOfFile, listFiles } from "../src/chunk_producer.ts";
+import { kafkajsCompression, registerCodecs, zstdCompress } from "../src/compression.ts";
+import { STATE_DIR_NAME } from "../src/safe_path.ts";
+import {
+  assertSameTree,
+  join,
+  startDownloader,
+  tempDir,
+  waitForCommitted,
+  writeRandomFile,
+} from "./_cli.ts";
+import { createTopic, testKafka, uniqueGroupId } from "./_kafka.ts";
+
+const MiB = 1024 * 1024;
+const ZSTD_BLOCK = 128 * 1024;
+/** The ZSTD bomb's big value: 8192 blocks of 128 KiB = 1 GiB. */
+const ZSTD_BLOCKS = 8192;
+/** The GZIP bomb's big value. */
+const GZIP_VALUE = 512 * MiB;
+/** Peak resident memory allowed to the CLI while both bombs (1.5 GiB) come in. */
+const MAX_RSS = 600 * MiB;
+
+/** A zigzag varint as Kafka records use (lengths here pass 2^30, so no 32-bit shifts). */
+function varint(n: number): number[] {
+  let z = n >= 0 ? 2 * n : -2 * n - 1;
+  const out: number[] = [];
+  while (z >= 0x80) {
+    out.push((z % 0x80) | 0x80);
+    z = Math.floor(z / 0x80);
+  }
+  out.push(z);
+  return out;
+}
+
+/** A Kafka v2 record up to its value: no key, timestamp delta 0, a value of `valueLength` bytes. */
+function recordHead(offsetDelta: number, valueLength: number): Uint8Array {
+  const fields = [0, 0, ...varint(offsetDelta), ...varint(-1), ...varint(valueLength)];
+  return new Uint8Array([...varint(fields.length + valueLength + 1), ...fields]);
+}
+
+/** A whole record: head, value, and no headers. */
+function record(offsetDelta: number, text: string): Uint8Array {
+  const value = new TextEncoder().encode(text);
+  return new Uint8Array([...recordHead(offsetDelta, value.length), ...value, 0]);
+}
+
+/**
+ * A batch's records around one huge value: record 0 holds it; its header count (0), then
+ * records 1 and 2, come after it.
+ */
+function bombParts(valueLength: number): { head: Uint8Array; tail: Uint8Array } {
+  return {
+    head: recordHead(0, valueLength),
+    tail: new Uint8Array([0, ...record(1, "set aside with the bomb"), ...record(2, "this too")]),
+  };
+}
+
+/**
+ * A zstd frame that declares no content size and decodes to `blocks` x 128 KiB of an 8-byte
+ * pattern, in ordinary compressed blocks of about 12 bytes each.
+ */
+async function zstdStreamFrame(blocks: number): Promise<Uint8Array> {
+  const pattern = new Uint8Array(8 * ZSTD_BLOCK);
+  for (let i = 0; i < pattern.length; i++) pattern[i] = (i % 8) * 31 + 1;
+  const frame = await zstdCompress(pattern, 1);
+  const fhd = frame[4]!;
+  let p = 6 + [0, 1, 2, 4][fhd & 3]! + (fhd >>> 6 ? 1 << (fhd >>> 6) : 0);
+  const parts: Uint8Array[] = [];
+  for (;;) {
+    const word = frame[p]! | (frame[p + 1]! << 8) | (frame[p + 2]! << 16);
+    const end = p + 3 + (((word >>> 1) & 3) === 1 ? 1 : word >>> 3);
+    parts.push(frame.subarray(p, end));
+    p = end;
+    if (word & 1) break;
+  }
+  // Past the first block, every block of the pattern compresses to the same bytes.
+  const middle = parts[1]!;
+  assert.deepEqual(parts[2], middle);
+  const last = middle.slice();
+  last[0] = last[0]! | 1;
+  return Buffer.concat([
+    new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0x00, frame[5]!]), // no content size, same window
+    parts[0]!,
+    ...Array.from({ length: blocks - 1 }, (_, i) => (i === blocks - 2 ? last : middle)),
+  ]);
+}
+
+/** ZSTD records: a frame with record 0's head (it declares its size), the value, the rest. */
+async function zstdBomb(blocks: number): Promise<Uint8Array> {
+  const { head, tail } = bombParts(blocks * ZSTD_BLOCK);
+  return Buffer.concat([
+    await zstdCompress(head),
+    await zstdStreamFrame(blocks),
+    await zstdCompress(tail),
+  ]);
+}
+
+/** GZIP records: record 0 with `valueLength` zero bytes, then the rest, in one gzip stream. */
+async function gzipBomb(valueLength: number): Promise<Uint8Array> {
+  const { head, tail } = bombParts(valueLength);
+  const gzip = createGzip({ level: 9 });
+  const chunks: Buffer[] = [];
+  gzip.on("data", (chunk: Buffer) => chunks.push(chunk));
+  const ended = new Promise((resolve, reject) => gzip.on("end", resolve).on("error", reject));
+  const write = async (data: Uint8Array) => {
+    if (!gzip.write(data)) await new Promise((resolve) => gzip.once("drain", resolve));
+  };
+  await write(head);
+  const zeros = new Uint8Array(MiB);
+  for (let left = valueLength; left > 0; left -= zeros.length) {
+    await write(zeros.subarray(0, Math.min(left, zeros.length)));
+  }
+  await write(tail);
+  gzip.end();
+  await ended;
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Produces one batch of `count` records whose compressed records are `compressed`, as a
+ * producer with its own codec would: kafkajs writes the batch header (count, offsets, CRC)
+ * around whatever the codec returns. The broker checks the records inside before it accepts.
+ */
+async function sendCompressed(
+  producer: Producer,
+  topic: string,
+  partition: number,
+  type: CompressionTypes,
+  compressed: Uint8Array,
+  count: number,
+): Promise<void> {
+  const { Codecs } = kafkajsCompression;
+  const saved = Codecs[type];
+  Codecs[type] = () => ({
+    compress: () => Promise.resolve(Buffer.from(compressed)),
+    decompress: () => Promise.reject(new Error("not for decoding")),
+  });
+  try {
+    await producer.send({
+      topic,
+      compression: type,
+      acks: -1,
+      messages: Array.from({ length: count }, (_, i) => ({ partition, value: `record ${i}` })),
+    });
+  } finally {
+    Codecs[type] = saved;
+  }
+}
+
+/**
+ * Peak resident memory of process `pid` (VmHWM), in bytes. Read with `cat`: Deno lets only
+ * `--allow-all` read `/proc` itself.
+ */
+async function peakRss(pid: number): Promise<number> {
+  const cat = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stderr: "null" })
+    .output();
+  const status = new TextDecoder().decode(cat.stdout);
+  const kb = status.match(/^VmHWM:\s+(\d+) kB$/m);
+  assert.ok(kb, "no VmHWM in /proc/<pid>/status");
+  return Number(kb[1]) * 1024;
+}
+
+Deno.test("decompression bombs are quarantined with bounded memory and the partition goes on", async () => {
+  // The bombs decode as Kafka records (the broker checks that), small versions decode right.
+  const small = await zstdBomb(4);
+  const { zstdDecompress } = await import("../src/compression.ts");
+  const { head, tail } = bombParts(4 * ZSTD_BLOCK);
+  assert.equal(zstdDecompress(small).length, head.length + 4 * ZSTD_BLOCK + tail.length);
+
+  const zstd = await zstdBomb(ZSTD_BLOCKS);
+  const gzip = await gzipBomb(GZIP_VALUE);
+  assert.ok(zstd.length < 200_000 && gzip.length < 1_000_000, `${zstd.length}, ${gzip.length}`);
+
+  const root = await tempDir("bomb_src");
+  const out = await tempDir("bomb_out");
+  let cli: ReturnType<typeof startDownloader> | undefined;
+  try {
+    const sizes: Record<string, number> = {
+      "a.bin": 300_000,
+      "sub/b.bin": 1_000_000,
+      "c.txt": 10,
+      "sub/deeper/d.bin": 700_000,
+    };
+    for (const [rel, size] of Object.entries(sizes)) await writeRandomFile(join(root, rel), size);
+    const topic = await createTopic(2, "bomb");
+    const group = uniqueGroupId("bomb");
+
+    registerCodecs();
+    const producer = testKafka().producer();
+    await producer.connect();
+    try {
+      const { Types } = kafkajsCompression;
+      await sendCompressed(producer, topic, 0, Types.ZSTD, zstd, 3);
+      await sendCompressed(producer, topic, 1, Types.GZIP, gzip, 3);
+      // Then ordinary files on both partitions, after the bombs.
+      const files = await listFiles(root);
+      for (const [i, path] of files.entries()) {
+        const messages = [];
+        for await (const { key, value } of chunkMessagesOfFile(path, root, 65536)) {
+          messages.push({ key, value, partition: i % 2 });
+        }
+        await producer.send({ topic, compression: Types.LZ4, acks: -1, messages });
+      }
+    } finally {
+      await producer.disconnect();
+    }
+
+    cli = startDownloader(out, topic, group, "--n_threads", "2");
+    await cli.waitFor(/successfully reconstructed from stream/, 60_000, Object.keys(sizes).length);
+    await waitForCommitted(group, topic, 30_000);
+    const rss = await peakRss(cli.child.pid);
+    console.log(`  peak RSS of the CLI: ${(rss / MiB).toFixed(0)} MiB`);
+    assert.ok(rss < MAX_RSS, `peak RSS ${(rss / MiB).toFixed(0)} MiB`);
+    await cli.send("c");
+    await cli.waitFor(/\(6 bad records skipped and quarantined\)/, 10_000);
+    assert.equal(await cli.quit(), 0);
+
+    assert.match(
+      cli.output,
+      /WARNING: Skipping the record at offset 0 of partition 0 of "[^"]+": Cannot decompress a ZSTD batch on partition 0 at offset 0: it grows past 128 MiB \(frame 2 of 3 declares no size and decodes to more; decoding stopped after \d+ bytes \(the first frame declares \d+\)\); its 3 records were set aside \(kept in /,
+    );
+    assert.match(
+      cli.output,
+      /WARNING: Skipping the record at offset 0 of partition 1 of "[^"]+": Cannot decompress a GZIP batch on partition 1 at offset 0: it grows past 128 MiB \(it inflates to more than that; .*\); its 3 records were set aside \(kept in /,
+    );
+    assert.doesNotMatch(cli.output, /stopped on an error|ERROR/);
+    // Each bomb is kept, compressed as it came, beside the reason.
+    const quarantine = join(out, STATE_DIR_NAME, "quarantine");
+    const kept = [];
+    for await (const entry of Deno.readDir(quarantine)) kept.push(entry.name);
+    kept.sort();
+    assert.equal(kept.length, 4, kept.join(", "));
+    for (const [partition, bomb, codec] of [[0, zstd, "ZSTD"], [1, gzip, "GZIP"]] as const) {
+      const base = kept.find((n) => n.endsWith(`-p${partition}-o0.value`))?.slice(0, -6);
+      assert.ok(base, `no quarantined record of partition ${partition}`);
+      assert.ok(Buffer.from(bomb).equals(await Deno.readFile(join(quarantine, `${base}.value`))));
+      assert.match(
+        await Deno.readTextFile(join(quarantine, `${base}.txt`)),
+        new RegExp(`reason: Cannot decompress a ${codec} batch on partition ${partition}`),
+      );
+    }
+    await assertSameTree(root, out);
+  } finally {
+    if (cli) await cli.kill().catch(() => {});
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+    await Deno.remove(out, { recursive: true }).catch(() => {});
+  }
+});
