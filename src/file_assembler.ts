@@ -236,6 +236,8 @@ export class FileAssembler {
   readonly #failed = new Map<string, KnownGeneration>();
   /** Skips already logged, per path identity, so each is said once per file. */
   readonly #told = new Map<string, Set<string>>();
+  /** Pairs of spellings of one path identity already warned about. */
+  readonly #spellings = new Set<string>();
   #dirsToSync = new Set<string>();
   #realOutputDir = "";
   #safeDirs = new Set<string>();
@@ -445,6 +447,20 @@ export class FileAssembler {
     this.#logger.info(message);
   }
 
+  /** Warns once per pair when a path names a file known under another spelling of its identity. */
+  #warnSpelling(target: RelativeTarget, known: string | undefined): void {
+    if (known === undefined || known === target.path) return;
+    const pair = [known, target.path].sort().join("\0");
+    if (this.#spellings.has(pair)) return;
+    if (this.#spellings.size >= 10_000) {
+      this.#spellings.delete(this.#spellings.values().next().value!);
+    }
+    this.#spellings.add(pair);
+    this.#logger.warning(
+      `"${target.path}" and "${known}" are the same file on this file system (their names differ only in case or Unicode normalisation); the later upload wins`,
+    );
+  }
+
   async #add(
     chunk: DataFileChunk,
     target: RelativeTarget,
@@ -472,6 +488,7 @@ export class FileAssembler {
       return { status: "stale" };
     }
     const inProgress = [...(this.#byPath.get(identity) ?? [])];
+    this.#warnSpelling(target, inProgress[0]?.target.path ?? this.#completed.get(identity)?.path);
     const published = this.#completed.get(identity) ??
       (inProgress.length === 0 ? await this.#publishedOnDisk(target, chunk.fileHash) : undefined);
     const current = inProgress.length > 0 ? this.#generationOf(inProgress) : published ?? null;

@@ -6,7 +6,13 @@ import { type DataFileChunk, sha512 } from "./chunk_codec.ts";
 import { BadChunkError, FileAssembler, type FileAssemblerOptions } from "./file_assembler.ts";
 import { Logger } from "./logger.ts";
 import { Quarantine } from "./quarantine.ts";
-import { relativeTarget, STATE_DIR_NAME } from "./safe_path.ts";
+import {
+  DARWIN_RULES,
+  type PathRules,
+  POSIX_RULES,
+  relativeTarget,
+  STATE_DIR_NAME,
+} from "./safe_path.ts";
 
 function makeChunks(
   bytes: Uint8Array,
@@ -638,4 +644,49 @@ Deno.test("state files: an unreadable description whose chunks were never commit
   let last;
   for (const c of chunks.slice(1)) last = await add(second, c);
   assert.equal(last?.status, "completed");
+});
+
+Deno.test("two spellings of one file on a folding file system: one warning naming both, the later upload wins", async () => {
+  const on = (rules: PathRules, c: DataFileChunk) =>
+    relativeTarget(c.subdirStr, c.filename, c.filenameAppend, rules);
+  const sameFile = (lines: string[]) =>
+    lines.filter((l) => l.includes("are the same file on this file system"));
+  const upper = makeChunks(random(40_000, 60), 16384, { subdir: "Data", name: "x.bin" });
+  const lowerBytes = random(30_000, 61);
+  const lower = makeChunks(lowerBytes, 16384, { subdir: "data", name: "X.BIN" });
+
+  // Under the POSIX rules they are two files: no warning.
+  await using p = await setup();
+  assert.equal(
+    (await p.assembler.addChunk(upper[0]!, on(POSIX_RULES, upper[0]!))).status,
+    "written",
+  );
+  assert.equal(
+    (await p.assembler.addChunk(lower[0]!, on(POSIX_RULES, lower[0]!))).status,
+    "written",
+  );
+  assert.equal(p.assembler.status().inProgress.length, 2);
+  assert.deepEqual(sameFile(p.lines), []);
+
+  // Under the macOS rules they are one: the later upload replaces the earlier one, with one warning.
+  await using t = await setup();
+  const add = (c: DataFileChunk, time: number) =>
+    t.assembler.addChunk(c, on(DARWIN_RULES, c), { time });
+  assert.equal((await add(upper[0]!, 1000)).status, "written");
+  assert.deepEqual(sameFile(t.lines), []);
+  assert.equal((await add(lower[0]!, 2000)).status, "written");
+  assert.equal(sameFile(t.lines).length, 1);
+  assert.match(
+    sameFile(t.lines)[0]!,
+    /WARNING: "data\/X\.BIN" and "Data\/x\.bin" are the same file on this file system .*; the later upload wins/,
+  );
+  assert.deepEqual(t.assembler.status().inProgress.map((f) => f.path), ["data/X.BIN"]);
+  // The earlier upload's chunks are now stale, without a second warning.
+  assert.equal((await add(upper[1]!, 1001)).status, "stale");
+  assert.equal((await add(lower[1]!, 2001)).status, "completed");
+  assert.deepEqual(await Deno.readFile(join(t.dir, "data/X.BIN")), lowerBytes);
+  await assert.rejects(Deno.stat(join(t.dir, "Data/x.bin")), Deno.errors.NotFound);
+  // Against the published file, still no second warning for the same pair.
+  assert.equal((await add(upper[2]!, 1002)).status, "stale");
+  assert.equal(sameFile(t.lines).length, 1);
 });
