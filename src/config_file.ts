@@ -9,8 +9,10 @@
  * - Lines indented deeper than the key line continue its value (joined with `\n`).
  * - `[DEFAULT]` keys are inherited by every section.
  * - `%%` is a literal `%`, `%(key)s` is the value of another key of the same section.
- * - A value that starts with `$` is expanded from the environment (`$NAME`, `${NAME}`); if
- *   nothing was expanded, the variable is unset and the file is refused.
+ * - A value that starts with `$` is expanded from the environment (`$NAME`, `${NAME}`, NAME made
+ *   of Unicode word characters); there is no `$$` escape, and a `$` that starts no reference
+ *   stays as it is. Unlike the reference, which keeps an unset `$B` of `$A-$B` silently, every
+ *   unset variable refuses the file, naming it.
  * - Values stay strings: `12345` stays `"12345"` (the reference's float conversion is a bug).
  *
  * @module
@@ -183,10 +185,31 @@ function interpolate(
   return out;
 }
 
+/** A `$NAME` or `${NAME}` reference, as Python's `os.path.expandvars` finds them (`\w` is Unicode there). */
+const ENV_REF = /\$([\p{L}\p{N}_]+|\{[^}]*\})/gu;
+
+/** Names no environment can hold (Python's `os.environ` just lacks them; `Deno.env.get` throws). */
+function impossibleName(name: string): boolean {
+  return name === "" || name.includes("=") || name.includes("\0");
+}
+
+/** `a`, `a and b`, `a, b and c`. */
+function listOf(items: string[]): string {
+  return items.length < 2
+    ? items.join("")
+    : `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
+}
+
 /**
- * Expands `$NAME` / `${NAME}` in a value that starts with `$`, as the reference does.
+ * Expands `$NAME` / `${NAME}` in a value that starts with `$`, as the reference does, except that
+ * every reference must be set: where the reference silently keeps `$B` in `$A-$B` when only A is
+ * set, this refuses the value.
  *
- * @throws {ConfigError} when no variable in the value is set.
+ * `where` names the value in messages (`[broker] sasl.password in /path/x.config`).
+ *
+ * @throws {ConfigError} when a referenced variable is not set (naming every one of them), or
+ * when the value starts with `$` but refers to no variable at all.
+ * @throws {Deno.errors.NotCapable} when reading a variable is not allowed (`--allow-env`).
  */
 export function expandEnv(
   value: string,
@@ -194,43 +217,60 @@ export function expandEnv(
   env: (name: string) => string | undefined,
 ): string {
   if (!value.startsWith("$")) return value;
-  const lookup = (name: string): string | undefined => {
-    // A name the environment cannot hold ("", "A=B") is unset, as for Python's os.environ;
-    // Deno.env.get throws on those instead.
-    try {
-      return name === "" ? undefined : env(name);
-    } catch {
-      return undefined;
-    }
-  };
-  const expanded = value.replace(/\$(\w+|\{[^}]*\})/g, (whole, ref: string) => {
+  const unset: string[] = [];
+  const impossible: string[] = [];
+  let references = 0;
+  const expanded = value.replace(ENV_REF, (whole, ref: string) => {
+    references++;
     const name = ref.startsWith("{") ? ref.slice(1, -1) : ref;
-    return lookup(name) ?? whole;
-  });
-  if (expanded === value) {
-    const names = [
-      ...new Set(
-        [...value.matchAll(/\$(\w+|\{[^}]*\})/g)]
-          .map((m) => (m[1] ?? "").replace(/^\{|\}$/g, ""))
-          .filter((name) => name !== ""),
-      ),
-    ];
-    if (names.length === 0) {
-      throw new ConfigError(
-        `Cannot use ${where}: the value ${
-          JSON.stringify(value)
-        } starts with "$" but names no environment variable; write $NAME or \${NAME}, or write the value without "$"`,
-      );
+    if (impossibleName(name)) {
+      if (!impossible.includes(whole)) impossible.push(whole);
+      return whole;
     }
+    let found: string | undefined;
+    try {
+      found = env(name);
+    } catch (error) {
+      // Not allowed to read it: a permission to grant, not an unset variable.
+      if (
+        error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
+      ) {
+        throw error;
+      }
+      found = undefined; // a name this system's environment cannot hold
+    }
+    if (found === undefined && !unset.includes(name)) unset.push(name);
+    return found ?? whole;
+  });
+  if (references === 0) {
     throw new ConfigError(
-      `Cannot use ${where}: ${
-        names.length === 1
-          ? `the environment variable ${names[0]} is not set`
-          : `none of the environment variables ${names.join(", ")} is set`
-      }; set it (for example \`export ${names[0]}=...\`) or write the value into the file`,
+      `Cannot use ${where}: the value ${
+        JSON.stringify(value)
+      } starts with "$" but names no environment variable; write $NAME or \${NAME}, or write the value without "$"`,
     );
   }
-  return expanded;
+  if (unset.length === 0 && impossible.length === 0) return expanded;
+  const problems: string[] = [];
+  if (unset.length > 0) {
+    problems.push(
+      unset.length === 1
+        ? `the environment variable ${unset[0]} is not set`
+        : `the environment variables ${listOf(unset)} are not set`,
+    );
+  }
+  if (impossible.length > 0) {
+    problems.push(
+      `${listOf(impossible)} cannot name ${
+        impossible.length === 1 ? "an environment variable" : "environment variables"
+      }`,
+    );
+  }
+  const fix = unset.length === 0
+    ? "write $NAME or ${NAME} with a variable's name"
+    : `set ${unset.length === 1 ? "it" : "them"} (for example \`export ${unset[0]}=...\`)`;
+  throw new ConfigError(
+    `Cannot use ${where}: ${listOf(problems)}; ${fix} or write the value into the file`,
+  );
 }
 
 /**

@@ -290,40 +290,106 @@ Deno.test("expandEnv() expands $NAME and ${NAME} in a value that starts with '$'
   assert.equal(expandEnv("$X", "w", envOf({ X: "$A" })), "$A");
 });
 
-Deno.test("expandEnv() leaves unset references in place when another one is set", () => {
+Deno.test("expandEnv() refuses a value with any unset variable, naming every unset one", () => {
   const env = envOf({ A: "a" });
-  assert.equal(expandEnv("$A-$B", "w", env), "a-$B");
-  assert.equal(expandEnv("$B-$A", "w", env), "$B-a");
-  assert.equal(expandEnv("${E}${B}", "w", envOf({ E: "" })), "${B}");
+  // The reference would give "a-$B" silently.
+  assertConfigError(
+    () => expandEnv("$A-$B", "[broker] sasl.password in x.config", env),
+    "Cannot use [broker] sasl.password in x.config",
+    "the environment variable B is not set",
+    "export B=",
+  );
+  assertConfigError(() => expandEnv("$B-$A", "w", env), "variable B is not set");
+  assertConfigError(() => expandEnv("${E}${B}", "w", envOf({ E: "" })), "variable B is not set");
+  assertConfigError(() => expandEnv("${A}x${B}y", "w", env), "variable B is not set");
+  // `$Bx` names Bx, not B; `${B}x` names B.
+  assertConfigError(() => expandEnv("$A$Bx", "w", envOf({ A: "a", B: "b" })), "variable Bx is");
+  assertConfigError(() => expandEnv("${B}x", "w", env), "variable B is not set");
+  // Every unset variable is named, once each, in the order of the value.
+  assertConfigError(
+    () => expandEnv("$A-$B", "[broker] bootstrap.servers in x.config", NO_ENV),
+    "[broker] bootstrap.servers in x.config",
+    "the environment variables A and B are not set",
+    "export A=",
+  );
+  assertConfigError(
+    () => expandEnv("${C}:$B-${A}$B$C", "w", NO_ENV),
+    "the environment variables C, B and A are not set",
+  );
+  assertConfigError(
+    () => expandEnv("$A:${B}:$C", "w", env),
+    "the environment variables B and C are not set",
+  );
+  // The message carries no value of a variable that is set.
+  assert.throws(
+    () => expandEnv("$A-$B", "w", envOf({ A: "s3cr3t" })),
+    (error: Error) => !error.message.includes("s3cr3t"),
+  );
 });
 
 Deno.test("expandEnv() refuses a value where nothing was expanded, naming the variable", () => {
   assertConfigError(
     () => expandEnv("$KAFKA_TEST_CLUSTER_USERNAME", "[broker] sasl.username in t.config", NO_ENV),
     "[broker] sasl.username in t.config",
-    "KAFKA_TEST_CLUSTER_USERNAME",
-    "not set",
+    "the environment variable KAFKA_TEST_CLUSTER_USERNAME is not set",
   );
-  assertConfigError(() => expandEnv("${SECRET}", "w", NO_ENV), "SECRET");
+  assertConfigError(() => expandEnv("${SECRET}", "w", NO_ENV), "variable SECRET is not set");
   // `$Ax` names Ax, not A.
-  assertConfigError(() => expandEnv("$Ax", "w", envOf({ A: "a" })), "Ax");
-  assertConfigError(() => expandEnv("$A-$B", "w", NO_ENV), "A, B");
+  assertConfigError(() => expandEnv("$Ax", "w", envOf({ A: "a" })), "variable Ax is not set");
+  // Names are Unicode word characters, as Python's `\w`.
+  assertConfigError(() => expandEnv("$é", "w", NO_ENV), "variable é is not set");
+  assert.equal(expandEnv("$é-$A1", "w", envOf({ é: "e", A1: "1" })), "e-1");
   // Values that start with "$" but name no variable.
-  assertConfigError(() => expandEnv("$", "w", NO_ENV), '"$"');
-  assertConfigError(() => expandEnv("$é", "w", NO_ENV), '"$é"');
+  assertConfigError(() => expandEnv("$", "w", NO_ENV), '"$"', "names no environment variable");
+  assertConfigError(() => expandEnv("$-x", "w", NO_ENV), '"$-x"', "names no environment variable");
+  assertConfigError(() => expandEnv("$$", "w", NO_ENV), '"$$"', "names no environment variable");
   assertConfigError(() => expandEnv("${A", "w", envOf({ A: "a" })), '"${A"');
 });
 
-Deno.test("expandEnv() treats names the environment cannot hold as unset", () => {
-  // Deno.env.get throws for "" and for names with "="; Python's os.environ just lacks them.
+Deno.test("expandEnv() keeps a '$' that starts no reference as it is (no '$$' escape)", () => {
+  const env = envOf({ A: "a", HOST: "h" });
+  assert.equal(expandEnv("$$A", "w", env), "$a");
+  assert.equal(expandEnv("$A$", "w", env), "a$");
+  assert.equal(expandEnv("$A-$-x", "w", env), "a-$-x");
+  assert.equal(expandEnv("$HOST:$ 1", "w", env), "h:$ 1");
+  assert.equal(expandEnv("${A}${", "w", env), "a${");
+});
+
+Deno.test("expandEnv() refuses references no environment can hold, and other names as unset", () => {
+  // Deno.env.get throws for "" and for names with "="; they are never looked up.
   const throwing = (name: string) => {
-    if (name === "" || name.includes("=")) throw new TypeError(`invalid key ${name}`);
+    if (name === "" || name.includes("=") || name === "A B") {
+      throw new TypeError(`invalid key ${name}`);
+    }
     return name === "A" ? "a" : undefined;
   };
-  assertConfigError(() => expandEnv("${}", "w", throwing), '"${}"');
-  assertConfigError(() => expandEnv("${A=B}", "w", throwing), "A=B");
-  assert.equal(expandEnv("${A=B}$A", "w", throwing), "${A=B}a");
-  assert.equal(expandEnv("${A B}$A", "w", envOf({ A: "a" })), "${A B}a");
+  assertConfigError(() => expandEnv("${}", "w", throwing), "${} cannot name an environment");
+  assertConfigError(() => expandEnv("${A=B}", "w", throwing), "${A=B} cannot name");
+  assertConfigError(() => expandEnv("${A=B}$A", "w", throwing), "${A=B} cannot name");
+  assertConfigError(
+    () => expandEnv("${}$C", "w", throwing),
+    "the environment variable C is not set and ${} cannot name an environment variable",
+  );
+  // A name the environment lookup rejects is unset.
+  assertConfigError(() => expandEnv("${A B}$A", "w", throwing), "variable A B is not set");
+});
+
+Deno.test("expandEnv() passes a refused environment permission on, not as an unset variable", () => {
+  const denied = (name: string): string | undefined => {
+    throw new Deno.errors.NotCapable(
+      `Requires env access to "${name}", run again with the --allow-env flag`,
+    );
+  };
+  assert.throws(() => expandEnv("$KAFKA_USER", "w", denied), Deno.errors.NotCapable);
+  assert.throws(
+    () =>
+      expandEnv("$A", "w", () => {
+        throw new Deno.errors.PermissionDenied("no");
+      }),
+    Deno.errors.PermissionDenied,
+  );
+  // Values without a reference never read the environment.
+  assert.equal(expandEnv("plain", "w", denied), "plain");
 });
 
 Deno.test("readSection() expands environment variables after interpolation", () => {
@@ -340,6 +406,24 @@ Deno.test("readSection() expands environment variables after interpolation", () 
   assertConfigError(() => read(text, "s3", env), "[s3] key in t.config", "UNSET");
   // A "$" produced by interpolation at the start of a value is expanded too.
   assert.equal(read("[DEFAULT]\nv = $HOST\n[a]\nk = %(v)s\n", "a", env)["k"], "h");
+});
+
+Deno.test("readSection() names the section, key and file of a value with unset variables", () => {
+  const text = "[broker]\nbootstrap.servers = $HOST:9092\nsasl.password = $A-$B\n";
+  assertConfigError(
+    () => read(text, "broker", envOf({ HOST: "h", A: "a" })),
+    "Cannot use [broker] sasl.password in t.config",
+    "the environment variable B is not set",
+  );
+  assertConfigError(
+    () => read(text, "broker", envOf({ HOST: "h" })),
+    "[broker] sasl.password in t.config",
+    "the environment variables A and B are not set",
+  );
+  assert.equal(
+    read(text, "broker", envOf({ HOST: "h", A: "a", B: "b" }))["sasl.password"],
+    "a-b",
+  );
 });
 
 Deno.test("readSection() reads the shipped test.config shape", () => {
