@@ -8,18 +8,59 @@ import { helpText, parseArgs, PROGRAM, usage, UsageError } from "./src/args.ts";
 import { toHex } from "./src/chunk_codec.ts";
 import { ConfigError } from "./src/config_file.ts";
 import { checkReport, readCommands, shutdownSummary } from "./src/console.ts";
-import { Downloader } from "./src/downloader.ts";
-import { CompressionTypes, Partitioners } from "kafkajs";
-import { Telemetry } from "./src/telemetry.ts";
-import { createKafka } from "./src/kafka_client.ts";
-import { Logger } from "./src/logger.ts";
+import { CRASH_ENV, crashHookFromSpec } from "./src/crash_points.ts";
+import { permissionMessage, type RefusedPermission, refusedPermission } from "./src/io_errors.ts";
+import { Level, Logger } from "./src/logger.ts";
+import { quietKafkajsTimerWarnings } from "./src/process_warnings.ts";
 import { LOG_FILE_NAME } from "./src/safe_path.ts";
 import { resolveSettings } from "./src/settings.ts";
 import { dirname, join, resolve } from "node:path";
-import process from "node:process";
+
+/** Exit status of a run stopped dead by an armed crash point. */
+const CRASH_EXIT_CODE = 86;
 
 const encoder = new TextEncoder();
 const printErr = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
+
+/**
+ * The modules that load kafkajs, which reads environment variables as it loads (`NODE_ENV`):
+ * imported once the arguments and the config are read, so that a refused `--allow-env` is a clear
+ * error rather than a failure to load this module.
+ */
+async function loadKafkaModules() {
+  const [{ Downloader }, { Telemetry }, { createKafka }, { CompressionTypes, Partitioners }] =
+    await Promise.all([
+      import("./src/downloader.ts"),
+      import("./src/telemetry.ts"),
+      import("./src/kafka_client.ts"),
+      import("kafkajs"),
+    ]);
+  return { Downloader, Telemetry, createKafka, CompressionTypes, Partitioners };
+}
+
+/** Directories whose refused paths are reported as the directory (see permissionMessage). */
+const permissionDirs: string[] = [];
+
+/** The one-line message for an error that is (or wraps) a refused Deno permission, if it is one. */
+function permissionProblem(error: unknown): string | undefined {
+  const refused = refusedPermission(error);
+  return refused && permissionMessage(refused, permissionDirs);
+}
+
+/**
+ * Asks for network access to every bootstrap server up front (Deno prompts on a terminal unless
+ * `--no-prompt`): without it the program would only wait for a broker it may not reach.
+ */
+function refusedBroker(brokers: string[]): RefusedPermission | undefined {
+  for (const broker of brokers) {
+    const host = broker.replace(/^[a-z]+:\/\//i, "");
+    const descriptor = { name: "net", host } as const;
+    let state = Deno.permissions.querySync(descriptor).state;
+    if (state === "prompt") state = Deno.permissions.requestSync(descriptor).state;
+    if (state !== "granted") return { kind: "net", target: host, flag: "--allow-net" };
+  }
+  return undefined;
+}
 
 async function logFilePath(given: string | undefined, outputDir: string): Promise<string> {
   if (given === undefined) return join(outputDir, LOG_FILE_NAME);
@@ -50,12 +91,22 @@ async function main(args: string[]): Promise<number> {
   try {
     settings = await resolveSettings(options, (name) => Deno.env.get(name), Deno.cwd());
   } catch (error) {
-    if (!(error instanceof ConfigError || error instanceof Deno.errors.PermissionDenied)) {
-      throw error;
-    }
-    printErr(`${PROGRAM}: error: ${error.message}\n`);
+    const message = permissionProblem(error) ??
+      (error instanceof ConfigError || error instanceof Deno.errors.PermissionDenied
+        ? error.message
+        : undefined);
+    if (message === undefined) throw error;
+    printErr(`${PROGRAM}: error: ${message}\n`);
     return 1;
   }
+  permissionDirs.push(settings.outputDir);
+  const brokerRefused = refusedBroker(settings.kafka.client.brokers as string[]);
+  if (brokerRefused) {
+    printErr(`${PROGRAM}: error: ${permissionMessage(brokerRefused)}\n`);
+    return 1;
+  }
+  const { Downloader, Telemetry, createKafka, CompressionTypes, Partitioners } =
+    await loadKafkaModules();
   const logger = new Logger({
     name: PROGRAM,
     streamLevel: options.loggerStreamLevel,
@@ -65,6 +116,27 @@ async function main(args: string[]): Promise<number> {
   });
   for (const warning of settings.kafka.warnings) logger.warning(warning);
   const kafka = createKafka({ clientId: PROGRAM, ...settings.kafka.client }, logger);
+  // Crash tests only: stop dead at a chosen step, as a power cut would (see src/crash_points.ts).
+  let crashSpec: string | undefined;
+  try {
+    // Asked only when granted, so that a narrowed --allow-env never prompts for it.
+    const granted = Deno.permissions.querySync({ name: "env", variable: CRASH_ENV });
+    crashSpec = granted.state === "granted" ? Deno.env.get(CRASH_ENV) : undefined;
+  } catch {
+    crashSpec = undefined; // not allowed to read it: not armed
+  }
+  let crashHook;
+  try {
+    crashHook = crashHookFromSpec(crashSpec, (point) => {
+      printErr(`${PROGRAM}: ${CRASH_ENV}: stopping dead at ${point}\n`);
+      Deno.exit(CRASH_EXIT_CODE);
+    });
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    printErr(`${PROGRAM}: error: ${error.message}\n`);
+    logger.close();
+    return 2;
+  }
   const downloader = new Downloader({
     kafka,
     topic: options.consumerTopicName,
@@ -75,6 +147,7 @@ async function main(args: string[]): Promise<number> {
     outputDir: settings.outputDir,
     regex: options.downloadRegex,
     logger,
+    ...(crashHook ? { crashHook } : {}),
   });
 
   const programId = toHex(crypto.getRandomValues(new Uint8Array(6)));
@@ -100,7 +173,18 @@ async function main(args: string[]): Promise<number> {
     counts: () => downloader.status(),
     onError: (message) => logger.warning(message),
   });
-  logger.listener = (_level, text) => telemetry.capture(text);
+  let requestStop: (reason: string) => void = () => {};
+  const stopRequested = new Promise<string>((resolve) => (requestStop = resolve));
+  // A permission refused anywhere (a broker the metadata names, a write) never clears by itself
+  // and library code may only log it while it retries: stop with the message instead.
+  let refusal: string | undefined;
+  logger.listener = (level, text) => {
+    telemetry.capture(text);
+    if (refusal === undefined && level >= Level.WARNING) {
+      refusal = permissionProblem(text);
+      if (refusal !== undefined) requestStop("a permission is missing");
+    }
+  };
   if (options.heartbeatTopicName !== undefined) {
     logger.info(
       `Heartbeat messages will be produced to the '${options.heartbeatTopicName}' topic every ${options.heartbeatIntervalSecs} seconds`,
@@ -113,8 +197,6 @@ async function main(args: string[]): Promise<number> {
   }
 
   const start = new Date();
-  let requestStop: (reason: string) => void = () => {};
-  const stopRequested = new Promise<string>((resolve) => (requestStop = resolve));
   const onSignal = (name: string) => () => requestStop(name);
   const signals = [["SIGINT", onSignal("Ctrl-C")], ["SIGTERM", onSignal("SIGTERM")]] as const;
   for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
@@ -143,7 +225,10 @@ async function main(args: string[]): Promise<number> {
   const outcome = await Promise.race([started, stopRequested.then((reason) => ({ reason }))]);
   if ("error" in outcome) {
     const message = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
-    logger.error(message.startsWith("Cannot") ? message : `Cannot start: ${message}`);
+    refusal ??= permissionProblem(outcome.error);
+    if (refusal === undefined) {
+      logger.error(message.startsWith("Cannot") ? message : `Cannot start: ${message}`);
+    }
     code = 1;
   } else {
     const reason = "reason" in outcome ? outcome.reason : await stopRequested;
@@ -158,17 +243,32 @@ async function main(args: string[]): Promise<number> {
   logger.info(shutdownSummary(downloader.status(), start, new Date()));
   for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
   logger.close();
+  if (refusal !== undefined) {
+    printErr(`${PROGRAM}: error: ${refusal}\n`);
+    return 1;
+  }
   return code;
 }
 
+/** Ends the process with the one-line message when `error` is a refused permission. */
+function exitOnRefusal(error: unknown): void {
+  const message = permissionProblem(error);
+  if (message === undefined) return;
+  printErr(`${PROGRAM}: error: ${message}\n`);
+  Deno.exit(1);
+}
+
 if (import.meta.main) {
-  // kafkajs 2.2.4 schedules a timer with a negative delay on every connection, which Node's timers
-  // report as a TimeoutNegativeWarning; it is harmless and says nothing to a user.
-  process.removeAllListeners("warning");
-  process.on("warning", (warning) => {
-    if (warning.name !== "TimeoutNegativeWarning") {
-      printErr(`${PROGRAM}: ${warning.name}: ${warning.message}\n`);
-    }
-  });
-  Deno.exit(await main(Deno.args));
+  quietKafkajsTimerWarnings((line) => printErr(`${PROGRAM}: ${line}\n`));
+  // A refused permission is a setup problem: one line and exit 1, wherever it is thrown.
+  globalThis.addEventListener("unhandledrejection", (event) => exitOnRefusal(event.reason));
+  globalThis.addEventListener("error", (event) => exitOnRefusal(event.error));
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (error) {
+    exitOnRefusal(error);
+    throw error;
+  }
+  Deno.exit(code);
 }

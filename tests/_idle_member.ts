@@ -6,7 +6,10 @@
  * Usage: deno run --allow-net --allow-env tests/_idle_member.ts BOOTSTRAP TOPIC GROUP
  */
 import { Kafka, logLevel } from "kafkajs";
+import { quietKafkajsTimerWarnings } from "../src/process_warnings.ts";
 import { registerCodecs } from "../src/compression.ts";
+
+quietKafkajsTimerWarnings();
 
 const [bootstrap, topic, groupId] = Deno.args;
 if (!bootstrap || !topic || !groupId) {

@@ -15,6 +15,9 @@
  */
 
 import { type Admin, Kafka, type KafkaConfig, logLevel } from "kafkajs";
+import { quietKafkajsTimerWarnings } from "../src/process_warnings.ts";
+
+quietKafkajsTimerWarnings();
 
 /**
  * `host:port[,host:port...]` of the test broker, from `KAFKA_BOOTSTRAP_SERVERS`.

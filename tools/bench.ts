@@ -17,11 +17,14 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { CompressionTypes, Kafka, logLevel, type Producer } from "kafkajs";
+import { quietKafkajsTimerWarnings } from "../src/process_warnings.ts";
 import { chunkKey, encodeChunk, sha512 } from "../src/chunk_codec.ts";
 import { listFiles, produceFiles } from "../src/chunk_producer.ts";
 import { registerCodecs } from "../src/compression.ts";
 import { type Broker, processRssBytes, startBroker } from "./broker.ts";
 import { VENV_DIR } from "./openmsistream_venv.ts";
+
+quietKafkajsTimerWarnings();
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const say = (line: string) => console.log(line);

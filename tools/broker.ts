@@ -35,6 +35,9 @@
  */
 
 import { Kafka, logLevel } from "kafkajs";
+import { quietKafkajsTimerWarnings } from "../src/process_warnings.ts";
+
+quietKafkajsTimerWarnings();
 
 /** Kafka version fetched and run. Must match a version served by Maven Central. */
 export const KAFKA_VERSION = "4.4.0";

@@ -9,11 +9,14 @@
  * @module
  */
 import { Kafka, logLevel } from "kafkajs";
+import { quietKafkajsTimerWarnings } from "../src/process_warnings.ts";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
 import { listFiles, produceFiles } from "../src/chunk_producer.ts";
 import { registerCodecs } from "../src/compression.ts";
 import { type Broker, startBroker } from "./broker.ts";
+
+quietKafkajsTimerWarnings();
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const say = (line: string) => console.log(`demo: ${line}`);
