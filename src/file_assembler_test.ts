@@ -690,3 +690,64 @@ Deno.test("two spellings of one file on a folding file system: one warning namin
   assert.equal((await add(upper[2]!, 1002)).status, "stale");
   assert.equal(sameFile(t.lines).length, 1);
 });
+
+/** True when this process may mount a tmpfs (root on Linux); the probe leaves nothing behind. */
+async function canMountTmpfs(): Promise<boolean> {
+  if (Deno.build.os !== "linux") return false;
+  const probe = await Deno.makeTempDir({ prefix: "assembler_mount_probe_" });
+  try {
+    const mount = new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", probe],
+      stdout: "null",
+      stderr: "null",
+    });
+    const mounted = (await mount.output()).success;
+    if (mounted) await new Deno.Command("umount", { args: [probe] }).output();
+    return mounted;
+  } catch {
+    return false;
+  } finally {
+    await Deno.remove(probe, { recursive: true });
+  }
+}
+
+Deno.test({
+  name:
+    "a folder on another file system (EXDEV on publish) fails that file only, into the quarantine",
+  ignore: !(await canMountTmpfs()),
+  fn: async () => {
+    await using t = await setup();
+    const { dir, assembler, lines } = t;
+    const mnt = join(dir, "mnt");
+    await Deno.mkdir(mnt);
+    const mount = new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt],
+    });
+    assert.ok((await mount.output()).success);
+    try {
+      const far = random(20_000, 50);
+      const chunks = makeChunks(far, 16384, { subdir: "mnt", name: "far.dat" });
+      await add(assembler, chunks[0]!);
+      await assert.rejects(
+        add(assembler, chunks[1]!),
+        (error: Error) =>
+          error instanceof BadChunkError &&
+          /Cannot place "mnt\/far\.dat" in the output directory: .*(os error 18|cross-device|EXDEV)/i
+            .test(error.message),
+      );
+      await assert.rejects(Deno.stat(join(mnt, "far.dat")), Deno.errors.NotFound);
+      assert.ok((await quarantined(dir)).some((n) => n.includes("far.dat")), lines.join("\n"));
+      assert.deepEqual(assembler.status().inProgress, []);
+      // Another file goes on, and nothing of the failed one stays in progress.
+      const near = random(20_000, 51);
+      let last;
+      for (const c of makeChunks(near, 16384, { name: "near.dat" })) last = await add(assembler, c);
+      assert.equal(last?.status, "completed");
+      assert.deepEqual(await Deno.readFile(join(dir, "near.dat")), near);
+      await assembler.flush();
+      assert.deepEqual(await partialFiles(dir), []);
+    } finally {
+      await new Deno.Command("umount", { args: ["-l", mnt] }).output();
+    }
+  },
+});

@@ -14,7 +14,7 @@ import {
   waitForCommitted,
   writeRandomFile,
 } from "./_cli.ts";
-import { committedOffsets, createTopic, endOffsets, uniqueGroupId } from "./_kafka.ts";
+import { committedOffsets, createTopic, deleteTopic, endOffsets, uniqueGroupId } from "./_kafka.ts";
 
 async function mount(args: string[]): Promise<boolean> {
   try {
@@ -30,9 +30,13 @@ const canMount = await mount(["-t", "tmpfs", "-o", "size=1m", "tmpfs", probe]);
 if (canMount) await new Deno.Command("umount", { args: [probe] }).output();
 await Deno.remove(probe);
 
+/** The ENOSPC error line for the big file, which stops writing and committing. */
+const FULL_DISK_ERROR =
+  /ERROR: Cannot write chunk \d+ of "big\/six_mb.dat": .*(No space left on device|os error 28|ENOSPC).*Writing is stopped and nothing more is committed until this is fixed/;
+
 Deno.test({
   name:
-    "a full disk stops writing with a clear error, commits nothing past it, and resumes when space returns",
+    "a full disk stops writing with a clear error, commits nothing past it, quits cleanly, restarts while still full, and resumes when space returns",
   ignore: !canMount,
   fn: async () => {
     const root = await tempDir("src");
@@ -40,36 +44,50 @@ Deno.test({
     await writeRandomFile(join(root, "small.txt"), 1000);
     const out = await tempDir("tmpfs");
     assert.ok(await mount(["-t", "tmpfs", "-o", "size=3m", "tmpfs", out]));
+    const topic = await createTopic(1, "full");
     try {
-      const topic = await createTopic(1, "full");
       const group = uniqueGroupId("full");
       await produceTree(topic, root);
-      const cli = startDownloader(out, topic, group);
-      await cli.waitFor(
-        /ERROR: Cannot write chunk \d+ of "big\/six_mb.dat": .*(No space left on device|os error 28|ENOSPC).*Writing is stopped and nothing more is committed until this is fixed/,
-        60_000,
-      );
-      await sleep(2000);
-      const [committed, end] = await Promise.all([
-        committedOffsets(group, topic),
-        endOffsets(topic),
-      ]);
-      assert.ok(
-        (committed.get(0) ?? 0n) < end.get(0)!,
-        `committed ${committed.get(0)} of ${end.get(0)} while the disk was full`,
-      );
-      await Deno.stat(join(out, "big/six_mb.dat")).then(
-        () => assert.fail("published while incomplete"),
-        () => {},
-      );
+      const assertNothingPastTheFullDisk = async () => {
+        const [committed, end] = await Promise.all([
+          committedOffsets(group, topic),
+          endOffsets(topic),
+        ]);
+        assert.ok(
+          (committed.get(0) ?? 0n) < end.get(0)!,
+          `committed ${committed.get(0)} of ${end.get(0)} while the disk was full`,
+        );
+        await Deno.stat(join(out, "big/six_mb.dat")).then(
+          () => assert.fail("published while incomplete"),
+          () => {},
+        );
+      };
 
+      // Full: writing stops, nothing past it is committed, and `quit` still ends the run cleanly.
+      const first = startDownloader(out, topic, group);
+      await first.waitFor(FULL_DISK_ERROR, 60_000);
+      await sleep(2000);
+      await assertNothingPastTheFullDisk();
+      assert.equal(await first.quit(), 0, first.output);
+      assert.doesNotMatch(first.output, /\n\s+at |Uncaught/, "no stack trace while quitting");
+      assert.match(first.output, /shut down/);
+
+      // Restarted while the disk is still full: it starts (its state is intact) and waits again.
+      const second = startDownloader(out, topic, group);
+      await second.waitFor(FULL_DISK_ERROR, 60_000);
+      assert.doesNotMatch(second.output, /Cannot start|refus/i, second.output);
+      await assertNothingPastTheFullDisk();
+
+      // Space returns: every file completes and every offset is committed.
       assert.ok(await mount(["-o", "remount,size=64m", out]));
       await waitForCommitted(group, topic, 60_000);
-      await cli.waitFor(/successfully reconstructed from stream/, 30_000, 2);
-      assert.equal(await cli.quit(), 0);
+      await second.waitFor(/successfully reconstructed from stream/, 30_000);
+      assert.equal(await second.quit(), 0, second.output);
       await assertSameTree(root, out);
     } finally {
+      await deleteTopic(topic).catch(() => {});
       await new Deno.Command("umount", { args: ["-l", out] }).output();
+      for (const dir of [root, out]) await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });
