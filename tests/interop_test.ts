@@ -10,8 +10,11 @@
  * Every test uses its own 4-partition topic and consumer group.
  */
 import assert from "node:assert/strict";
+import { registerCodecs } from "../src/compression.ts";
+import { STATE_DIR_NAME } from "../src/safe_path.ts";
 import {
   assertSameTree,
+  chunkMessagesOfTree,
   CliProcess,
   join,
   produceTree,
@@ -20,7 +23,14 @@ import {
   waitForCommitted,
   writeRandomFile,
 } from "./_cli.ts";
-import { bootstrapServers, createTopic, endOffsets, uniqueGroupId } from "./_kafka.ts";
+import {
+  bootstrapServers,
+  createTopic,
+  deleteTopic,
+  endOffsets,
+  testKafka,
+  uniqueGroupId,
+} from "./_kafka.ts";
 import {
   ensureOpenMsiStream,
   type PythonProcessHandle,
@@ -286,6 +296,81 @@ for (const c of BACKLOG_CASES) {
         await cleanUp(cli);
       }
     },
+  });
+}
+
+// The same content uploaded in two chunk layouts is one file, not an attack: an upload retried
+// with another --chunk_size, whole or cut short, publishes the file once, with no warning and
+// nothing quarantined, whichever layout the partitions deliver first.
+const LAYOUT_CASES = [
+  { name: "two whole uploads, 16 KiB then 512 KiB chunks", firstChunks: Infinity },
+  { name: "half of a 16 KiB upload, then a whole 512 KiB upload", firstChunks: 0.5 },
+];
+
+for (const c of LAYOUT_CASES) {
+  Deno.test(`interop: the same content uploaded with two chunk sizes is rebuilt once, silently (${c.name})`, async () => {
+    await ensureOpenMsiStream();
+    const src = await tempDir("interop_layout_src");
+    const pyLogs = await tempDir("interop_layout_logs");
+    const out = await tempDir("interop_layout_out");
+    const name = "layouts.dat";
+    const path = join(src, name);
+    await writeRandomFile(path, 1_200_000);
+    const topic = await createTopic(4, "interop-layout");
+    const group = uniqueGroupId("interop-layout");
+    let cli: CliProcess | undefined;
+    try {
+      if (c.firstChunks === Infinity) {
+        const first = await uploadFile({
+          bootstrapServers: bootstrapServers(),
+          topic,
+          file: path,
+          chunkSize: SMALL_CHUNK,
+          loggerFilePath: pyLogs,
+        });
+        assert.ok(first.ok, `UploadDataFile failed:\n${first.output}`);
+      } else {
+        // An upload cut short: the first half of its chunks, the same wire format.
+        const messages = await chunkMessagesOfTree(src, SMALL_CHUNK);
+        const half = messages.slice(0, Math.ceil(messages.length * c.firstChunks));
+        registerCodecs();
+        const producer = testKafka().producer();
+        await producer.connect();
+        try {
+          await producer.send({ topic, messages: half });
+        } finally {
+          await producer.disconnect();
+        }
+      }
+      const second = await uploadFile({
+        bootstrapServers: bootstrapServers(),
+        topic,
+        file: path,
+        loggerFilePath: pyLogs,
+      });
+      assert.ok(second.ok, `UploadDataFile failed:\n${second.output}`);
+      cli = await startOurCli(out, topic, group);
+      await cli.waitFor(ourCompletion(name), 120_000);
+      await waitForCommitted(group, topic);
+      await cli.send("check");
+      await cli.waitFor(/files completely reconstructed so far/);
+      assert.equal(await cli.quit(), 0);
+      assertNoWarnings(cli.output);
+      assert.doesNotMatch(cli.output, /in progress: /, "a layout was left in progress");
+      assert.equal(cli.output.match(ourCompletion(name))?.length, 1, "published more than once");
+      await assertSameTree(src, out);
+      const quarantine = join(out, STATE_DIR_NAME, "quarantine");
+      const kept = await Array.fromAsync(Deno.readDir(quarantine)).catch(() => []);
+      assert.deepEqual(kept.map((e) => e.name), [], "records quarantined");
+      const partial = await Array.fromAsync(Deno.readDir(join(out, STATE_DIR_NAME, "partial")));
+      assert.deepEqual(partial.map((e) => e.name), [], "files left in partial/");
+    } finally {
+      await cleanUp(cli);
+      await deleteTopic(topic).catch(() => {});
+      for (const dir of [src, pyLogs, out]) {
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
+    }
   });
 }
 
