@@ -292,3 +292,107 @@ Deno.test("fitName() fills up to 255 bytes and 255 decomposed UTF-16 units, whol
   assert.equal(fitName(prefix, "f.dat"), prefix + "f.dat");
   assert.equal(fitName(prefix, ""), prefix);
 });
+
+Deno.test("a bad record is kept with its reason and exact bytes even when the quarantine is full, the oldest entries going first", async () => {
+  await using t = await setup(2000);
+  /** Every file written, in the order written. */
+  const written: string[] = [];
+  const keepRecord = async (offset: number) => {
+    const about = await t.quarantine.keepRecord(
+      { topic: "data", partition: 2, offset: String(offset) },
+      encoder.encode(`key-${offset}`),
+      new Uint8Array(300).fill(offset),
+      `reason ${offset}`,
+    );
+    const name = about.slice(t.dir.length + 1);
+    written.push(name.replace(/txt$/, "value"), name);
+    return about;
+  };
+  const file = await t.quarantine.keepFile(await t.file(new Uint8Array(500)), "old.dat", "r");
+  assert.ok(file !== null);
+  written.push(
+    file.slice(t.dir.length + 1),
+    file.slice(t.dir.length + 1).replace(/rejected$/, "txt"),
+  );
+  let last = "";
+  for (let offset = 1; offset <= 12; offset++) last = await keepRecord(offset);
+
+  const names = await t.names();
+  // What is left is the most recent entries: the written files from some point on, none missing.
+  const from = written.length - names.length;
+  assert.ok(from > 2, `nothing was evicted (${names.length} of ${written.length} files left)`);
+  assert.deepEqual(names, written.slice(from).sort());
+  let total = 0;
+  for (const n of names) total += (await Deno.stat(join(t.dir, n))).size;
+  assert.ok(total <= 2000, `${total} bytes kept`);
+  // The newest record is whole: its value and its description with the reason.
+  assert.deepEqual(
+    await Deno.readFile(last.replace(/txt$/, "value")),
+    new Uint8Array(300).fill(12),
+  );
+  const about = await Deno.readTextFile(last);
+  assert.ok(about.includes("offset: 12\n"), about);
+  assert.ok(about.includes('key: "key-12"\n'), about);
+  assert.ok(about.includes("value bytes: 300\n"), about);
+  assert.ok(about.endsWith("reason: reason 12\n"), about);
+});
+
+Deno.test("the oldest entries go first within one run, each removed only as far as room is needed", async () => {
+  await using t = await setup(1000);
+  for (const name of ["a", "b", "c", "d", "e"]) {
+    const path = await t.quarantine.keepFile(await t.file(new Uint8Array(300)), name, "x");
+    assert.ok(path !== null);
+  }
+  const names = await t.names();
+  const files = names.filter((n) => n.endsWith(".rejected")).map((n) =>
+    n.replace(STAMP, "").replace(/\.rejected$/, "")
+  );
+  // 1000 bytes hold three files of 300 bytes with their 2-byte descriptions: c, d and e.
+  assert.deepEqual(files, ["c", "d", "e"]);
+  // The descriptions of c, d and e stay; a's went to make room (b's, the next one, was not needed).
+  for (const name of ["c", "d", "e"]) {
+    assert.ok(names.some((n) => n.endsWith(`-${name}.txt`)), names.join(", "));
+  }
+  assert.ok(!names.some((n) => n.endsWith("-a.txt")), names.join(", "));
+});
+
+Deno.test("every name the quarantine writes is at most 255 bytes, for records and files with long names", async () => {
+  await using t = await setup();
+  // Offsets are Kafka's int64s; a longer one (never sent by a broker) is cut like any name.
+  await t.quarantine.keepRecord(
+    { topic: "t", partition: 2147483647, offset: "9".repeat(300) },
+    null,
+    new Uint8Array([1]),
+    "absurd offset",
+  );
+  await t.quarantine.keepRecord(
+    { topic: "t", partition: 0, offset: "9223372036854775807" },
+    null,
+    new Uint8Array([2]),
+    "largest offset",
+  );
+  const long = [
+    "a".repeat(255),
+    "é".repeat(127) + "a", // 255 bytes in 2-byte characters
+    "数".repeat(85), // 255 bytes in 3-byte characters
+    "😀".repeat(63) + "abc", // 255 bytes in 4-byte characters
+    "x".repeat(1000),
+  ];
+  for (const name of long) {
+    const kept = await t.quarantine.keepFile(await t.file(name), name, "bad");
+    assert.ok(kept !== null);
+    assert.equal(await Deno.readTextFile(kept), name);
+    const about = await Deno.readTextFile(kept.replace(/rejected$/, "txt"));
+    assert.ok(about.includes(`the file's name is ${JSON.stringify(name)}`), about);
+  }
+  const names = await t.names();
+  assert.equal(names.length, 2 * 2 + 2 * long.length);
+  for (const n of names) {
+    assert.ok(bytesOf(n) <= 255, `${bytesOf(n)} bytes: ${n}`);
+    assert.ok(n.isWellFormed() && !n.includes("\ufffd"), n);
+    assert.match(n, STAMP);
+  }
+  assert.ok(names.some((n) => /-p0-o9223372036854775807\.value$/.test(n)), names.join(", "));
+  const cut = names.find((n) => n.includes("-p2147483647-o9"))!;
+  assert.ok(cut !== undefined && bytesOf(cut) >= 250, cut);
+});
