@@ -1,322 +1,490 @@
 /**
- * `deno task bench [--gib N] [--mb N] [--skip-memory] [--skip-reference]`: speed and memory of
- * DataFileDownloadDirectory against baselines measured in the same run, on a real broker (started
- * here unless `KAFKA_BOOTSTRAP_SERVERS` is set).
+ * `deno task bench [options]`: this program against OpenMSIStream and against what the broker
+ * can deliver, on topics made the way OpenMSIStream's uploader makes them, in one invocation.
+ * `deno task bench --help` lists the options.
  *
- * 1. Throughput: `--mb` MB of files (512 KiB chunks, LZ4) are rebuilt by our CLI; the baseline is a
- *    bare kafkajs consumer group that only reads the same records (no decoding, hashing or disk),
- *    and, when the OpenMSIStream venv is installed, the reference Python `DataFileDownloadDirectory`.
- *    Printed: MB/s of each and the ratios.
- * 2. Memory: one file of `--gib` GiB (default 4) is rebuilt by our CLI while its resident memory is
- *    sampled; printed: peak RSS, the idle RSS of the same CLI before any record (the baseline), and
- *    the ratio of the peak to the 256 MB budget.
+ * For each workload (W1: 16 MiB files at 512 KiB chunks, W2: the same bytes at 16 KiB chunks, W3:
+ * many 4 KiB files in 100 folders, W4: one big file):
+ *
+ * 1. a tree of random files is written to a temporary folder, with each file's SHA-512;
+ * 2. it is produced to a new 4-partition topic by OpenMSIStream 1.8.8's own uploader classes on
+ *    librdkafka (tools/bench/produce.py in the venv of tools/openmsistream_venv.ts: its shipped
+ *    `batch.size = 2000000`, `linger.ms = 100`, `compression.type = lz4`, one message per chunk
+ *    with the uploader's key), then the tree is deleted;
+ * 3. `--runs` times, each tool reads the whole topic with a fresh consumer group (and a fresh
+ *    output folder): this program with `--n_threads 2` and `4`, OpenMSIStream's
+ *    `DataFileDownloadDirectory --n_threads 2`, Kafka's `ConsumerPerformance` (the `kafka-tools`
+ *    jar of the broker's version, fetched once with Maven from tools/kafka/tools-pom.xml) and a
+ *    bare kafkajs group that only counts records. Time runs from starting the process to its last
+ *    file published (to its exit for ConsumerPerformance, to the last record for the kafkajs
+ *    group); peak RSS is the process's VmHWM. Every rebuilt tree is checked against the source's
+ *    SHA-512s, then deleted;
+ * 4. the topic and the consumer groups are deleted.
+ *
+ * Then one table: medians, MB/s, files/s, peak RSS and the ratios ours/OpenMSIStream and
+ * ours/ConsumerPerformance. Everything it made (topics, groups, temporary folders, processes) is
+ * removed at the end, on failure and on Ctrl-C / SIGTERM. It uses the broker at
+ * `KAFKA_BOOTSTRAP_SERVERS` when set, otherwise starts one (tools/broker.ts) and stops it.
+ * Exits 1 if any run failed or any rebuilt tree differed.
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { CompressionTypes, Kafka, logLevel, type Producer } from "kafkajs";
+import { type Admin, Kafka, logLevel } from "kafkajs";
 import { quietKafkajsTimerWarnings } from "../src/process_warnings.ts";
-import { chunkKey, encodeChunk, sha512 } from "../src/chunk_codec.ts";
-import { listFiles, produceFiles } from "../src/chunk_producer.ts";
 import { registerCodecs } from "../src/compression.ts";
-import { type Broker, processRssBytes, startBroker } from "./broker.ts";
-import { VENV_DIR } from "./openmsistream_venv.ts";
+import { type Broker, KAFKA_VERSION, startBroker } from "./broker.ts";
+import { ensureOpenMsiStream, OPENMSISTREAM_VERSION, VENV_DIR } from "./openmsistream_venv.ts";
+import { killAllChildren, RunFailed, timedRun } from "./bench/process.ts";
+import { type ProducerKind, produceTree } from "./bench/produce.ts";
+import { formatTable, type RunRecord, type WorkloadFacts } from "./bench/report.ts";
+import {
+  consumerPerformanceReport,
+  ensureKafkaToolsJars,
+  REBUILDS,
+  TOOL_IDS,
+  TOOL_LABELS,
+  type ToolId,
+  toolRun,
+} from "./bench/tools.ts";
+import {
+  totalBytes,
+  verifyTree,
+  WORKLOAD_IDS,
+  type WorkloadId,
+  workloadSpec,
+  writeSourceTree,
+} from "./bench/workloads.ts";
 
 quietKafkajsTimerWarnings();
 
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
+const USAGE = `deno task bench [options]
+
+Workloads (each produced once to its own 4-partition topic, then read by every tool):
+  W1  files of 16 MiB at 512 KiB chunks        --w1-mib N   total MiB (default 1024)
+  W2  the same at 16 KiB chunks                --w2-mib N   total MiB (default: W1's)
+  W3  4 KiB files in 100 folders               --w3-files N (default 20000)
+  W4  one big file at 512 KiB chunks           --w4-mib N   (default 4096)
+
+Options:
+  --only W1,W3        workloads to run (default all)
+  --runs N            runs of every tool on every workload (default 3; medians are reported)
+  --tools LIST        of ${TOOL_IDS.join(",")} (default all)
+  --skip-reference    leave OpenMSIStream's DataFileDownloadDirectory out
+  --producer KIND     librdkafka (default: OpenMSIStream's uploader classes in the venv)
+                      or kafkajs (this project's producer)
+  --timeout S         seconds one tool run may take (default from the workload's size)
+  --mb N              W1 and W2 totals in MB (10^6), as the earlier bench had it
+  --gib N             W4's size in GiB
+  --skip-memory       leave W4 out
+  -h, --help          this text
+
+Smoke run: deno task bench --w1-mib 64 --w2-mib 16 --w3-files 500 --w4-mib 128 --runs 1
+Uses the broker at KAFKA_BOOTSTRAP_SERVERS, or starts one for the run.`;
+
 const say = (line: string) => console.log(line);
 
-function flag(name: string, fallback: number): number {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Number(Deno.args[i + 1]) : fallback;
+interface Options {
+  only: WorkloadId[];
+  runs: number;
+  tools: ToolId[];
+  producer: ProducerKind | undefined;
+  timeout: number | undefined;
+  sizes: { w1MiB: number; w2MiB: number | undefined; w3Files: number; w4MiB: number };
+  skipReference: boolean;
 }
 
-async function createTopic(kafka: Kafka, topic: string, partitions: number): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({
-    topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }],
-    waitForLeaders: true,
-  });
-  await admin.disconnect();
+function usageError(message: string): never {
+  console.error(`${USAGE}\n\nerror: ${message}`);
+  Deno.exit(2);
 }
 
-/** Runs the CLI until `done` matches its output `count` times, sampling its RSS; returns seconds and peak RSS. */
-/** Our CLI, run by this Deno with the permissions the README gives. */
-const OURS = [
-  Deno.execPath(),
-  "run",
-  "--allow-read",
-  "--allow-write",
-  "--allow-net",
-  "--allow-env",
-  "--allow-sys",
-  CLI,
-];
+function parseOptions(args: string[]): Options {
+  const o: Options = {
+    only: [...WORKLOAD_IDS],
+    runs: 3,
+    tools: [...TOOL_IDS],
+    producer: undefined,
+    timeout: undefined,
+    sizes: { w1MiB: 1024, w2MiB: undefined, w3Files: 20000, w4MiB: 4096 },
+    skipReference: false,
+  };
+  let skipMemory = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const eq = arg.indexOf("=");
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const value = () => {
+      if (eq > 0) return arg.slice(eq + 1);
+      const v = args[++i];
+      if (v === undefined) usageError(`${name} needs a value`);
+      return v;
+    };
+    const number = (min: number) => {
+      const v = Number(value());
+      if (!Number.isFinite(v) || v < min) usageError(`${name} needs a number of at least ${min}`);
+      return v;
+    };
+    switch (name) {
+      case "-h":
+      case "--help":
+        console.log(USAGE);
+        Deno.exit(0);
+        break;
+      case "--only": {
+        const ids = value().split(",").map((s) => s.trim().toUpperCase()).filter(Boolean);
+        for (const id of ids) {
+          if (!(WORKLOAD_IDS as readonly string[]).includes(id)) {
+            usageError(`unknown workload ${id} (${WORKLOAD_IDS.join(", ")})`);
+          }
+        }
+        o.only = WORKLOAD_IDS.filter((id) => ids.includes(id));
+        break;
+      }
+      case "--tools": {
+        const ids = value().split(",").map((s) => s.trim()).filter(Boolean);
+        for (const id of ids) {
+          if (!(TOOL_IDS as readonly string[]).includes(id)) {
+            usageError(`unknown tool ${id} (${TOOL_IDS.join(", ")})`);
+          }
+        }
+        o.tools = TOOL_IDS.filter((id) => ids.includes(id));
+        break;
+      }
+      case "--runs":
+        o.runs = Math.round(number(1));
+        break;
+      case "--w1-mib":
+        o.sizes.w1MiB = number(0.001);
+        break;
+      case "--w2-mib":
+        o.sizes.w2MiB = number(0.001);
+        break;
+      case "--w3-files":
+        o.sizes.w3Files = Math.round(number(1));
+        break;
+      case "--w4-mib":
+        o.sizes.w4MiB = number(0.001);
+        break;
+      case "--mb": {
+        const mib = number(0.001) * 1e6 / 2 ** 20;
+        o.sizes.w1MiB = mib;
+        o.sizes.w2MiB = mib;
+        break;
+      }
+      case "--gib":
+        o.sizes.w4MiB = number(0.001) * 1024;
+        break;
+      case "--skip-memory":
+        skipMemory = true;
+        break;
+      case "--skip-reference":
+        o.skipReference = true;
+        break;
+      case "--producer": {
+        const v = value();
+        if (v !== "librdkafka" && v !== "kafkajs") {
+          usageError("--producer is librdkafka or kafkajs");
+        }
+        o.producer = v;
+        break;
+      }
+      case "--timeout":
+        o.timeout = number(1);
+        break;
+      default:
+        usageError(`unknown option ${arg}`);
+    }
+  }
+  if (skipMemory) o.only = o.only.filter((id) => id !== "W4");
+  if (o.skipReference) o.tools = o.tools.filter((t) => t !== "openmsistream");
+  if (o.only.length === 0) usageError("no workload left to run");
+  if (o.tools.length === 0) usageError("no tool left to run");
+  return o;
+}
 
-/**
- * Runs a downloader (`command` with `args`) until `done` matches its output `count` times, then
- * types `q`, sampling its RSS meanwhile; returns seconds to done, peak RSS and RSS once joined.
- */
-async function runDownloader(
-  command: string[],
-  args: string[],
-  env: Record<string, string>,
-  done: RegExp,
-  count: number,
-): Promise<{ seconds: number; peakRss: number; idleRss: number }> {
-  const t0 = performance.now();
-  const [program, ...programArgs] = command;
-  const child = new Deno.Command(program!, {
-    args: [...programArgs, ...args],
-    env,
-    stdin: "piped",
-    stderr: "piped",
-    stdout: "null",
-  }).spawn();
-  let peakRss = 0;
-  let idleRss = 0;
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      const rss = await processRssBytes(child.pid);
-      if (rss !== undefined) peakRss = Math.max(peakRss, rss);
-      await new Promise((r) => setTimeout(r, 100));
+// ---------------------------------------------------------------------------------------------
+// Cleanup: everything made is undone once, at the end, on failure, or on a signal.
+
+const cleanups: { what: string; run: () => Promise<void> }[] = [];
+let cleaning: Promise<void> | undefined;
+let aborted = false;
+
+function onCleanup(what: string, run: () => Promise<void>): void {
+  cleanups.push({ what, run });
+}
+
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await killAllChildren();
+    for (const c of cleanups.reverse()) {
+      try {
+        await c.run();
+      } catch (e) {
+        console.error(`cleanup: could not ${c.what}: ${e instanceof Error ? e.message : e}`);
+      }
     }
   })();
-  let output = "";
-  let seconds = 0;
-  const decoder = new TextDecoder();
-  const stdin = child.stdin.getWriter();
-  for await (const bytes of child.stderr) {
-    output += decoder.decode(bytes, { stream: true });
-    if (idleRss === 0 && /joined the group/.test(output)) {
-      idleRss = (await processRssBytes(child.pid)) ?? 0;
-    }
-    if (seconds === 0 && (output.match(new RegExp(done.source, "g"))?.length ?? 0) >= count) {
-      seconds = (performance.now() - t0) / 1000;
-      await stdin.write(new TextEncoder().encode("q\n"));
-      await stdin.close();
-    }
-  }
-  await child.status;
-  sampling = false;
-  await sampler;
-  if (seconds === 0) throw new Error(`The CLI stopped before it finished:\n${output.slice(-3000)}`);
-  return { seconds, peakRss, idleRss };
+  return cleaning;
 }
 
-/** Seconds for a bare kafkajs group to read `expected` records of `topic` (the baseline). */
-async function bareConsume(kafka: Kafka, topic: string, expected: number): Promise<number> {
-  const t0 = performance.now();
-  const groupId = `bench-bare-${crypto.randomUUID()}`;
-  let read = 0;
-  let resolveDone: () => void = () => {};
-  const allRead = new Promise<void>((resolve) => (resolveDone = resolve));
-  const group = [0, 1].map(() =>
-    kafka.consumer({
-      groupId,
-      maxBytesPerPartition: 8 * 1024 * 1024,
-      maxBytes: 32 * 1024 * 1024,
-      maxWaitTimeInMs: 500,
-    })
-  );
-  for (const consumer of group) {
-    await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await consumer.run({
-      eachBatch: async ({ batch }) => {
-        read += batch.messages.length;
-        if (read >= expected) resolveDone();
-        await Promise.resolve();
-      },
-    });
-  }
-  await allRead;
-  const seconds = (performance.now() - t0) / 1000;
-  await Promise.all(group.map((c) => c.disconnect()));
-  return seconds;
+for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.addSignalListener(sig, () => {
+    if (aborted) return;
+    aborted = true;
+    console.error(`\n${sig}: stopping the tools and cleaning up...`);
+    cleanup().finally(() => Deno.exit(code));
+  });
 }
 
-async function writeTree(root: string, megabytes: number): Promise<void> {
-  const sizes = [0.37, 0.25, 0.2, 0.1, 0.05, 0.03].map((f) =>
-    Math.floor(f * megabytes * 1_000_000)
-  );
-  for (const [i, size] of sizes.entries()) {
-    const dir = join(root, `run_${i % 3}`);
-    await Deno.mkdir(dir, { recursive: true });
-    const bytes = new Uint8Array(size);
-    for (let o = 0; o < size; o += 65536) {
-      crypto.getRandomValues(bytes.subarray(o, Math.min(size, o + 65536)));
-    }
-    await Deno.writeFile(join(dir, `file_${i}.dat`), bytes);
+/**
+ * Deletes consumer groups, retrying for `patienceMs` those that still have a member (a process
+ * that was killed stays a member until its session times out). Returns the ones left.
+ */
+async function deleteGroups(admin: Admin, ids: string[], patienceMs: number): Promise<string[]> {
+  const deadline = performance.now() + patienceMs;
+  let left = ids;
+  for (;;) {
+    const failed = await Promise.all(left.map((id) =>
+      admin.deleteGroups([id]).then(
+        () => undefined,
+        (e: { groups?: { errorCode?: number }[] }) =>
+          e.groups?.every((g) => g.errorCode === 69) ? undefined : id, // 69: GROUP_ID_NOT_FOUND
+      )
+    ));
+    left = failed.filter((id): id is string => id !== undefined);
+    if (left.length === 0 || performance.now() > deadline) return left;
+    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
-/** Produces one synthetic file of `bytes` bytes as 512 KiB chunks without holding it in memory. */
-async function produceBigFile(producer: Producer, topic: string, bytes: number): Promise<number> {
-  const size = 524288;
-  const n = Math.ceil(bytes / size);
-  const block = new Uint8Array(size);
-  for (let o = 0; o < size; o += 65536) crypto.getRandomValues(block.subarray(o, o + 65536));
-  const chunkData = (i: number) => {
-    const data = block.slice(0, Math.min(size, bytes - i * size));
-    new DataView(data.buffer).setUint32(0, i); // every chunk differs
-    return data;
-  };
-  const fileHash = createHash("sha512");
-  for (let i = 0; i < n; i++) fileHash.update(chunkData(i));
-  const digest = new Uint8Array(fileHash.digest());
-  let batch: { key: string; value: Buffer }[] = [];
-  for (let i = 0; i < n; i++) {
-    const data = chunkData(i);
-    const chunk = {
-      filename: "big.bin",
-      fileHash: digest,
-      chunkHash: sha512(data),
-      chunkOffsetWrite: i * size,
-      chunkI: i + 1,
-      nTotalChunks: n,
-      subdirStr: "memory",
-      filenameAppend: "",
-      data,
-      fileMtime: 1700000000,
-    };
-    const v = encodeChunk(chunk);
-    batch.push({ key: chunkKey(chunk), value: Buffer.from(v.buffer, v.byteOffset, v.byteLength) });
-    if (batch.length === 16) {
-      await producer.send({ topic, messages: batch, compression: CompressionTypes.None });
-      batch = [];
-    }
-    if (i % 1024 === 1023) say(`  produced ${((i + 1) * size / 2 ** 30).toFixed(1)} GiB`);
-  }
-  if (batch.length > 0) {
-    await producer.send({ topic, messages: batch, compression: CompressionTypes.None });
-  }
-  return n;
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
 }
 
-const mb = flag("mb", 1000);
-const gib = flag("gib", 4);
-let broker: Broker | undefined;
-try {
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const options = parseOptions(Deno.args);
+  const notes: string[] = [];
+  let tools = options.tools;
+
   let bootstrap = Deno.env.get("KAFKA_BOOTSTRAP_SERVERS")?.trim();
-  if (!bootstrap) {
-    broker = await startBroker({ log: () => {} });
+  if (bootstrap) {
+    say(`Using the Kafka broker at ${bootstrap} (KAFKA_BOOTSTRAP_SERVERS).`);
+  } else {
+    const broker: Broker = await startBroker({ log: say });
+    onCleanup("stop the broker", () => broker.stop());
     bootstrap = broker.bootstrapServers;
   }
-  const env = { LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: bootstrap, NO_COLOR: "1" };
+
+  // The producer and the reference need the OpenMSIStream venv.
+  const venvReady = await exists(`${VENV_DIR}/.openmsistream-${OPENMSISTREAM_VERSION}.installed`);
+  let producer: ProducerKind = options.producer ?? "librdkafka";
+  if (options.skipReference) notes.push("OpenMSIStream not measured: --skip-reference.");
+  if (options.producer === undefined && options.skipReference && !venvReady) {
+    producer = "kafkajs";
+    notes.push(
+      "Produced with kafkajs (this project's producer), not librdkafka: the OpenMSIStream venv " +
+        "is not installed (`deno task venv`) and --skip-reference was given.",
+    );
+  } else if (producer === "librdkafka" || tools.includes("openmsistream")) {
+    await ensureOpenMsiStream({ verbose: true });
+  }
+  if (producer === "kafkajs" && options.producer === "kafkajs") {
+    notes.push("Produced with kafkajs (--producer kafkajs), not OpenMSIStream's librdkafka.");
+  }
+
+  let kafkaToolsLibs: string | undefined;
+  if (tools.includes("cperf")) {
+    try {
+      kafkaToolsLibs = await ensureKafkaToolsJars(say);
+    } catch (e) {
+      tools = tools.filter((t) => t !== "cperf");
+      notes.push(`ConsumerPerformance not measured: ${firstLine(e)}`);
+      say(`ConsumerPerformance left out: ${firstLine(e)}`);
+    }
+  }
+
   registerCodecs();
   const kafka = new Kafka({
     clientId: "bench",
     brokers: bootstrap.split(","),
     logLevel: logLevel.NOTHING,
   });
+  const admin = kafka.admin();
+  await admin.connect();
+  const topics = new Set<string>();
+  const groups = new Set<string>();
+  onCleanup("disconnect the admin client", () => admin.disconnect());
+  onCleanup("delete the benchmark's topics and consumer groups", async () => {
+    const left = await deleteGroups(admin, [...groups], 15_000);
+    if (left.length > 0) {
+      console.error(
+        `cleanup: consumer group(s) ${left.join(", ")} still had a member (a killed process) and ` +
+          `were not deleted; the broker drops them after offsets.retention.minutes`,
+      );
+    }
+    if (topics.size > 0) await admin.deleteTopics({ topics: [...topics] });
+  });
   const work = await Deno.makeTempDir({ prefix: "dfdd-bench-" });
-  const MiB = 1024 * 1024;
+  onCleanup(`remove ${work}`, () => Deno.remove(work, { recursive: true }));
+  const logs = join(work, "logs");
+  await Deno.mkdir(logs);
 
-  say(`Throughput: ${mb} MB of files, 512 KiB chunks, LZ4, 4 partitions, 2 consumers`);
-  const src = join(work, "src");
-  await writeTree(src, mb);
-  const topic = `bench-${Date.now()}`;
-  await createTopic(kafka, topic, 4);
-  const producer = kafka.producer();
-  await producer.connect();
-  const files = await listFiles(src);
-  const records = await produceFiles(producer, topic, src, files);
-  const bytes = (await Promise.all(files.map((f) => Deno.stat(f)))).reduce((s, i) => s + i.size, 0);
-  const base = await bareConsume(kafka, topic, records);
-  const ours = await runDownloader(
-    OURS,
-    [
-      join(work, "ours"),
-      "--config",
-      "local_broker_test",
-      "--topic_name",
-      topic,
-      "--n_threads",
-      "2",
-    ],
-    env,
-    /successfully reconstructed from stream/,
-    files.length,
-  );
-  const rate = (s: number) => `${(bytes / 1e6 / s).toFixed(1)} MB/s`;
-  say(`  baseline, bare kafkajs group reading the records: ${base.toFixed(2)} s, ${rate(base)}`);
+  const sizes = { ...options.sizes, w2MiB: options.sizes.w2MiB ?? options.sizes.w1MiB };
   say(
-    `  DataFileDownloadDirectory (this project):         ${ours.seconds.toFixed(2)} s, ${
-      rate(ours.seconds)
-    } (process start to last file)`,
+    `Benchmark on ${navigator.hardwareConcurrency} cores: workloads ${options.only.join(", ")}; ` +
+      `${options.runs} run(s) of ${tools.map((t) => TOOL_LABELS[t]).join(", ")}; ` +
+      `Kafka ${KAFKA_VERSION}; producer ${
+        producer === "librdkafka"
+          ? `OpenMSIStream ${OPENMSISTREAM_VERSION} on librdkafka`
+          : "kafkajs"
+      }; work folder ${work}`,
   );
-  say(`  ratio ours / baseline throughput: ${(base / ours.seconds).toFixed(2)}`);
 
-  const python = `${VENV_DIR}/bin/DataFileDownloadDirectory`;
-  if (
-    !Deno.args.includes("--skip-reference") && await Deno.stat(python).then(() => true, () => false)
-  ) {
-    const { seconds } = await runDownloader(
-      [python],
-      [
-        join(work, "reference"),
-        "--config",
-        "local_broker_test",
-        "--topic_name",
-        topic,
-        "--logger_stream_level",
-        "debug",
-      ],
-      env,
-      /successfully reconstructed from stream/,
-      files.length,
+  const records: RunRecord[] = [];
+  const facts: WorkloadFacts[] = [];
+  const tag = `${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 8)}`;
+  for (const id of options.only) {
+    const spec = workloadSpec(id, sizes);
+    const bytes = totalBytes(spec);
+    const nFiles = spec.files.length;
+    say(`\n${id}: ${spec.title}, ${(bytes / 1e6).toFixed(1)} MB`);
+    const src = join(work, id, "src");
+    say(`  writing the source tree with each file's SHA-512...`);
+    const manifest = await writeSourceTree(
+      src,
+      spec,
+      (b) => say(`    ${(b / 1e6).toFixed(0)} of ${(bytes / 1e6).toFixed(0)} MB written`),
     );
+    const topic = `bench-${id.toLowerCase()}-${tag}`;
+    await admin.createTopics({
+      topics: [{ topic, numPartitions: 4, replicationFactor: 1 }],
+      waitForLeaders: true,
+    });
+    topics.add(topic);
+    say(`  producing it to topic ${topic} (4 partitions) with ${producer}...`);
+    const produceSeconds = await produceTree({
+      kind: producer,
+      bootstrap,
+      kafka,
+      root: src,
+      topic,
+      chunkSize: spec.chunkSize,
+      timeoutSeconds: 300 + bytes / 2e6 + nFiles / 20,
+      log: (line) => say(`    ${line}`),
+    });
+    const offsets = await admin.fetchTopicOffsets(topic);
+    const nRecords = offsets.reduce((s, p) => s + Number(p.high) - Number(p.low), 0);
     say(
-      `  reference OpenMSIStream 1.8.8 (Python):          ${seconds.toFixed(2)} s, ${
-        rate(seconds)
-      }`,
+      `  produced ${nRecords} records in ${produceSeconds.toFixed(1)} s ` +
+        `(per partition: ${offsets.map((p) => p.high).join(", ")})`,
     );
-    say(`  ratio ours / reference throughput: ${(seconds / ours.seconds).toFixed(2)}`);
-  } else {
-    say(
-      "  (reference OpenMSIStream not measured: run `deno task venv` first, or --skip-reference was given)",
-    );
-  }
-  await producer.disconnect();
+    await Deno.remove(src, { recursive: true });
+    facts.push({ id, bytes, files: nFiles });
 
-  if (!Deno.args.includes("--skip-memory")) {
-    say(`Memory: one ${gib} GiB file, 512 KiB chunks, 4 partitions, 2 consumers`);
-    const bigTopic = `bench-big-${Date.now()}`;
-    await createTopic(kafka, bigTopic, 4);
-    const p = kafka.producer();
-    await p.connect();
-    await produceBigFile(p, bigTopic, gib * 2 ** 30);
-    await p.disconnect();
-    const out = join(work, "big");
-    const run = await runDownloader(
-      OURS,
-      [out, "--config", "local_broker_test", "--topic_name", bigTopic, "--n_threads", "2"],
-      env,
-      /successfully reconstructed from stream/,
-      1,
-    );
-    const size = (await Deno.stat(join(out, "memory/big.bin"))).size;
-    say(
-      `  rebuilt ${(size / 2 ** 30).toFixed(2)} GiB in ${run.seconds.toFixed(1)} s (${
-        (size / 1e6 / run.seconds).toFixed(1)
-      } MB/s)`,
-    );
-    say(
-      `  baseline, idle RSS of the same CLI after joining: ${(run.idleRss / MiB).toFixed(0)} MiB`,
-    );
-    say(
-      `  peak RSS while rebuilding: ${(run.peakRss / MiB).toFixed(0)} MiB (ratio to idle ${
-        (run.peakRss / Math.max(1, run.idleRss)).toFixed(2)
-      }, to the 256 MB budget ${(run.peakRss / 256e6).toFixed(2)})`,
-    );
+    const timeoutSeconds = options.timeout ?? Math.round(120 + bytes / 4e6 + nFiles / 40);
+    for (let run = 1; run <= options.runs; run++) {
+      for (const tool of tools) {
+        const groupId = `bench-${id.toLowerCase()}-${tool}-r${run}-${tag}`;
+        groups.add(groupId);
+        const outDir = join(work, id, `${tool}-r${run}`);
+        const logPath = tool === "openmsistream"
+          ? join(logs, `${id}-${tool}-r${run}`)
+          : join(logs, `${id}-${tool}-r${run}.log`);
+        say(`  ${id} run ${run}/${options.runs}: ${TOOL_LABELS[tool]}...`);
+        const record: RunRecord = { workload: id, tool, run, checked: false };
+        try {
+          const result = await timedRun(toolRun(tool, {
+            bootstrap,
+            topic,
+            records: nRecords,
+            files: nFiles,
+            outDir,
+            logPath,
+            groupId,
+            timeoutSeconds,
+            ...(kafkaToolsLibs !== undefined ? { kafkaToolsLibs } : {}),
+            ...(REBUILDS[tool]
+              ? {
+                onProgress: (done: number, s: number) =>
+                  say(`    ... ${done}/${nFiles} files after ${s.toFixed(0)} s`),
+              }
+              : {}),
+          }));
+          record.seconds = result.seconds;
+          if (result.peakRss !== undefined) record.peakRss = result.peakRss;
+          let check: string;
+          if (REBUILDS[tool]) {
+            const problems = await verifyTree(outDir, manifest);
+            record.checked = problems.length === 0;
+            check = record.checked
+              ? `all ${nFiles} files match their source`
+              : `REBUILT TREE DIFFERS: ${problems.slice(0, 5).join("; ")}`;
+            if (!record.checked) record.problem = check;
+          } else if (tool === "cperf") {
+            const report = consumerPerformanceReport(result.tail);
+            record.checked = report !== undefined && report.records >= nRecords;
+            check = `read ${report?.records ?? "?"} of ${nRecords} records` +
+              (report
+                ? ` (its own measure, without the JVM's start: ${
+                  report.seconds.toFixed(2)
+                } s, of ` +
+                  `which ${(report.rebalanceMs / 1000).toFixed(2)} s joining the group)`
+                : "");
+          } else {
+            record.checked = true;
+            check = `read all ${nRecords} records`;
+          }
+          say(
+            `    ${result.seconds.toFixed(2)} s, ${
+              (bytes / 1e6 / result.seconds).toFixed(1)
+            } MB/s, ` +
+              `peak RSS ${
+                result.peakRss === undefined ? "?" : (result.peakRss / 2 ** 20).toFixed(0)
+              } MiB; ${check}`,
+          );
+        } catch (e) {
+          if (aborted) throw e;
+          record.problem = e instanceof RunFailed ? e.message : firstLine(e);
+          say(`    FAILED: ${record.problem.split("\n").join("\n      ")}`);
+        } finally {
+          await Deno.remove(outDir, { recursive: true }).catch(() => {});
+        }
+        records.push(record);
+      }
+    }
+    const left = await deleteGroups(admin, [...groups], 15_000);
+    groups.clear();
+    for (const g of left) groups.add(g); // tried again at the end
+    await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+    topics.delete(topic);
+    await Deno.remove(join(work, id), { recursive: true }).catch(() => {});
   }
-  await Deno.remove(work, { recursive: true });
-} finally {
-  await broker?.stop();
+
+  say(`\n${formatTable(facts, tools, records, options.runs)}`);
+  for (const note of notes) say(`- ${note}`);
+  const failed = records.filter((r) => r.seconds === undefined || !r.checked);
+  if (failed.length > 0) {
+    say(`\n${failed.length} run(s) failed or did not check out:`);
+    for (const r of failed) {
+      say(`- ${r.workload} run ${r.run}, ${TOOL_LABELS[r.tool]}: ${firstLine(r.problem ?? "")}`);
+    }
+  }
+  return failed.length > 0 ? 1 : 0;
 }
+
+let code = 1;
+try {
+  code = await main();
+} catch (e) {
+  if (!aborted) console.error(`bench failed: ${e instanceof Error ? e.stack ?? e.message : e}`);
+} finally {
+  if (!aborted) await cleanup();
+}
+if (!aborted) Deno.exit(code);

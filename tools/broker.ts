@@ -170,16 +170,16 @@ export function kafkaLibsDir(version: string = KAFKA_VERSION): string {
 }
 
 /**
- * Marker written once all jars have been copied. Its first line is a hash of pom.xml, so editing
+ * Marker written once all jars have been copied. Its first line is a hash of the pom, so editing
  * the pom (e.g. its dependencies) makes the next run fetch again.
  */
 const MARKER = ".complete";
 
-async function pomStamp(version: string): Promise<string> {
-  const pom = await Deno.readFile(POM);
+async function pomStamp(pom: URL, version: string): Promise<string> {
+  const bytes = await Deno.readFile(pom);
   const digest = await crypto.subtle.digest(
     "SHA-256",
-    new Uint8Array([...new TextEncoder().encode(`${version}\n`), ...pom]),
+    new Uint8Array([...new TextEncoder().encode(`${version}\n`), ...bytes]),
   );
   const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
   return `pom-sha256 ${hex}`;
@@ -198,28 +198,47 @@ function decode(bytes: Uint8Array): string {
   return new TextDecoder().decode(bytes);
 }
 
+/** What {@linkcode ensureMavenJars} fetches and where. */
+export interface MavenJars {
+  /** Fetch-only Maven project whose runtime dependencies are copied. */
+  pom: URL;
+  /** Folder under `.cache/kafka/<version>/` to copy them into, e.g. `"libs"`. */
+  dirName: string;
+  /** The fetch counts as complete only if a jar whose name starts with this was copied. */
+  expectJarPrefix: string;
+  /** What the jars are, for messages, e.g. `"Apache Kafka 4.4.0 jars"`. */
+  what: string;
+  /** Added to the message when Maven is not on the PATH. */
+  noMavenHint: string;
+  /** Passed to Maven as `-Dkafka.version`. Default {@linkcode KAFKA_VERSION}. */
+  version?: string;
+  /** Progress lines. Default `console.error`. */
+  log?: (line: string) => void;
+}
+
 /**
- * Make sure Kafka's jars are in {@linkcode kafkaLibsDir}, fetching them with Maven if not
- * (once; a marker file records a complete fetch). Returns the libs directory.
+ * Make sure the runtime dependencies of a fetch-only pom are in `.cache/kafka/<version>/<dirName>`,
+ * fetching them with Maven if not (once; a marker file records a complete fetch, and a fetch goes
+ * to a private folder renamed into place, so a folder in use is never half-filled). Returns the
+ * folder.
  */
-export async function ensureKafkaJars(
-  log: (line: string) => void = console.error,
-  version: string = KAFKA_VERSION,
-): Promise<string> {
-  const libs = kafkaLibsDir(version);
-  const stamp = await pomStamp(version);
+export async function ensureMavenJars(jars: MavenJars): Promise<string> {
+  const version = jars.version ?? KAFKA_VERSION;
+  const log = jars.log ?? console.error;
+  const libs = new URL(`.cache/kafka/${version}/${jars.dirName}`, REPO_ROOT).pathname;
+  const stamp = await pomStamp(jars.pom, version);
   if (await markerMatches(libs, stamp)) return libs;
 
   log(
-    `Fetching Apache Kafka ${version} jars with Maven into .cache/kafka/${version}/libs ` +
+    `Fetching ${jars.what} with Maven into .cache/kafka/${version}/${jars.dirName} ` +
       `(this happens once)...`,
   );
   const started = performance.now();
   const parent = new URL(`.cache/kafka/${version}/`, REPO_ROOT).pathname;
   await Deno.mkdir(parent, { recursive: true });
   // Copy into a private directory first, then rename: a concurrent or interrupted fetch never
-  // leaves a half-filled libs/ behind the marker.
-  const staging = await Deno.makeTempDir({ dir: parent, prefix: "libs.fetching-" });
+  // leaves a half-filled folder behind the marker.
+  const staging = await Deno.makeTempDir({ dir: parent, prefix: `${jars.dirName}.fetching-` });
   try {
     let out: Deno.CommandOutput;
     try {
@@ -229,7 +248,7 @@ export async function ensureKafkaJars(
           "-q",
           "-Dstyle.color=never",
           "-f",
-          POM.pathname,
+          jars.pom.pathname,
           `-Dkafka.version=${version}`,
           "dependency:copy-dependencies",
           `-DoutputDirectory=${staging}`,
@@ -241,9 +260,8 @@ export async function ensureKafkaJars(
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
         throw new Error(
-          "Cannot fetch the Kafka broker jars: Maven (`mvn`) is not on the PATH. " +
-            "Install it (e.g. `apt-get install maven`) or set KAFKA_BOOTSTRAP_SERVERS to use a " +
-            "broker you run yourself.",
+          `Cannot fetch the ${jars.what}: Maven (\`mvn\`) is not on the PATH. ` +
+            `Install it (e.g. \`apt-get install maven\`)${jars.noMavenHint}.`,
         );
       }
       throw e;
@@ -251,22 +269,22 @@ export async function ensureKafkaJars(
     if (!out.success) {
       const output = (decode(out.stdout) + decode(out.stderr)).trim().split("\n").slice(-40);
       throw new Error(
-        `Maven failed (exit code ${out.code}) fetching Kafka ${version} jars with\n` +
-          `  mvn -f ${POM.pathname} dependency:copy-dependencies\n` +
-          `Is Maven Central reachable and is org.apache.kafka:kafka_2.13:${version} published?\n` +
-          `--- last lines of Maven's output ---\n${output.join("\n")}`,
+        `Maven failed (exit code ${out.code}) fetching ${jars.what} with\n` +
+          `  mvn -f ${jars.pom.pathname} dependency:copy-dependencies\n` +
+          `Is Maven Central reachable and is every dependency of that pom published for ` +
+          `Kafka ${version}?\n--- last lines of Maven's output ---\n${output.join("\n")}`,
       );
     }
-    const jars: string[] = [];
+    const names: string[] = [];
     for await (const entry of Deno.readDir(staging)) {
-      if (entry.name.endsWith(".jar")) jars.push(entry.name);
+      if (entry.name.endsWith(".jar")) names.push(entry.name);
     }
-    if (!jars.some((j) => j.startsWith(`kafka_2.13-${version}`))) {
+    if (!names.some((j) => j.startsWith(jars.expectJarPrefix))) {
       throw new Error(
-        `Maven succeeded but kafka_2.13-${version}.jar is not among the fetched jars in ${staging}`,
+        `Maven succeeded but ${jars.expectJarPrefix}*.jar is not among the fetched jars in ${staging}`,
       );
     }
-    await Deno.writeTextFile(`${staging}/${MARKER}`, [stamp, ...jars.sort()].join("\n") + "\n");
+    await Deno.writeTextFile(`${staging}/${MARKER}`, [stamp, ...names.sort()].join("\n") + "\n");
     try {
       await Deno.remove(libs, { recursive: true });
     } catch (e) {
@@ -279,13 +297,32 @@ export async function ensureKafkaJars(
       if (!(await markerMatches(libs, stamp))) throw e;
     }
     log(
-      `Fetched ${jars.length} jars in ${((performance.now() - started) / 1000).toFixed(1)} s.`,
+      `Fetched ${names.length} jars in ${((performance.now() - started) / 1000).toFixed(1)} s.`,
     );
     return libs;
   } finally {
     await Deno.remove(staging, { recursive: true }).catch(() => {});
     await Deno.remove(parent).catch(() => {}); // only if empty (a failed first fetch)
   }
+}
+
+/**
+ * Make sure Kafka's broker jars are in {@linkcode kafkaLibsDir}, fetching them with Maven from
+ * tools/kafka/pom.xml if not (once). Returns the libs directory.
+ */
+export function ensureKafkaJars(
+  log: (line: string) => void = console.error,
+  version: string = KAFKA_VERSION,
+): Promise<string> {
+  return ensureMavenJars({
+    pom: POM,
+    dirName: "libs",
+    expectJarPrefix: `kafka_2.13-${version}`,
+    what: `Apache Kafka ${version} jars`,
+    noMavenHint: " or set KAFKA_BOOTSTRAP_SERVERS to use a broker you run yourself",
+    version,
+    log,
+  });
 }
 
 /** A port that was free on 127.0.0.1 a moment ago (bind port 0, read it, close). */

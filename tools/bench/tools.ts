@@ -1,0 +1,226 @@
+/**
+ * The programs `deno task bench` measures on every workload topic, each as a
+ * {@linkcode TimedRun}: this project's CLI, OpenMSIStream's `DataFileDownloadDirectory`, Kafka's
+ * `ConsumerPerformance` and a bare kafkajs group.
+ *
+ * @module
+ */
+import { ensureMavenJars, KAFKA_VERSION } from "../broker.ts";
+import { OPENMSISTREAM_VERSION, pythonEnv, VENV_DIR } from "../openmsistream_venv.ts";
+import type { TimedRun } from "./process.ts";
+
+/** Tool names, in the order they run within a run. */
+export const TOOL_IDS = ["ours2", "ours4", "openmsistream", "cperf", "bare"] as const;
+export type ToolId = typeof TOOL_IDS[number];
+
+/** How each tool is shown in the table. */
+export const TOOL_LABELS: Record<ToolId, string> = {
+  ours2: "this program --n_threads 2",
+  ours4: "this program --n_threads 4",
+  openmsistream: `OpenMSIStream ${OPENMSISTREAM_VERSION} --n_threads 2`,
+  cperf: `Kafka ${KAFKA_VERSION} ConsumerPerformance`,
+  bare: "kafkajs group, read only (2)",
+};
+
+/** Whether the tool rebuilds files (and so is verified). */
+export const REBUILDS: Record<ToolId, boolean> = {
+  ours2: true,
+  ours4: true,
+  openmsistream: true,
+  cperf: false,
+  bare: false,
+};
+
+const CLI = new URL("../../cli.ts", import.meta.url).pathname;
+const BARE = new URL("./bare_consumer.ts", import.meta.url).pathname;
+const TOOLS_POM = new URL("../kafka/tools-pom.xml", import.meta.url);
+
+/**
+ * Kafka's command-line tools (`org.apache.kafka:kafka-tools`, the broker's version) and their
+ * dependencies, fetched once with Maven from tools/kafka/tools-pom.xml into
+ * `.cache/kafka/<version>/tools-libs`. Returns that folder.
+ */
+export function ensureKafkaToolsJars(log: (line: string) => void): Promise<string> {
+  return ensureMavenJars({
+    pom: TOOLS_POM,
+    dirName: "tools-libs",
+    expectJarPrefix: `kafka-tools-${KAFKA_VERSION}`,
+    what: `Kafka ${KAFKA_VERSION} command-line tools (kafka-tools)`,
+    noMavenHint: ", or leave ConsumerPerformance out with --tools",
+    log,
+  });
+}
+
+/** What a tool run needs to know. */
+export interface ToolContext {
+  bootstrap: string;
+  topic: string;
+  /** Records in the topic. */
+  records: number;
+  /** Files the topic holds. */
+  files: number;
+  /** Where a rebuilding tool writes (fresh for each run). */
+  outDir: string;
+  /** Where its log file goes (outside `outDir`). */
+  logPath: string;
+  /** A consumer group never used before. */
+  groupId: string;
+  timeoutSeconds: number;
+  /** `.cache/kafka/<version>/tools-libs` (for ConsumerPerformance). */
+  kafkaToolsLibs?: string;
+  onProgress?: (done: number, seconds: number) => void;
+}
+
+/** A rebuilt file's log line, in this program's and in the reference's words. */
+const RECONSTRUCTED = /File (.+) successfully reconstructed from stream/;
+
+/** The {@linkcode TimedRun} of one tool on one topic. */
+export function toolRun(tool: ToolId, c: ToolContext): TimedRun {
+  const common = {
+    timeoutSeconds: c.timeoutSeconds,
+    ...(c.onProgress ? { onProgress: c.onProgress, progressSeconds: 10 } : {}),
+  };
+  switch (tool) {
+    case "ours2":
+    case "ours4":
+      return {
+        ...common,
+        command: Deno.execPath(),
+        args: [
+          "run",
+          "--allow-read",
+          "--allow-write",
+          "--allow-net",
+          "--allow-env",
+          "--allow-sys",
+          CLI,
+          c.outDir,
+          "--config",
+          "local_broker_test",
+          "--topic_name",
+          c.topic,
+          "--consumer_group_id",
+          c.groupId,
+          "--n_threads",
+          tool === "ours2" ? "2" : "4",
+          "--logger_file_path",
+          c.logPath,
+        ],
+        env: { LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: c.bootstrap, NO_COLOR: "1" },
+        doneLine: RECONSTRUCTED,
+        doneCount: c.files,
+      };
+    case "openmsistream":
+      return {
+        ...common,
+        command: `${VENV_DIR}/bin/DataFileDownloadDirectory`,
+        args: [
+          c.outDir,
+          "--config",
+          "local_broker_test",
+          "--topic_name",
+          c.topic,
+          "--consumer_group_id",
+          c.groupId,
+          "--n_threads",
+          "2",
+          // Its per-file line is a debug line; the log file keeps its default level (warning).
+          "--logger_stream_level",
+          "debug",
+          "--logger_file_path",
+          c.logPath,
+        ],
+        env: pythonEnv({ LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: c.bootstrap }),
+        clearEnv: true,
+        doneLine: RECONSTRUCTED,
+        doneCount: c.files,
+      };
+    case "cperf":
+      if (c.kafkaToolsLibs === undefined) throw new Error("kafka-tools jars not fetched");
+      return {
+        ...common,
+        command: "java",
+        args: [
+          // The heap and JVM options of Kafka's bin/kafka-consumer-perf-test.sh (kafka-run-class.sh).
+          "-Xmx512M",
+          "-server",
+          "-XX:+UseG1GC",
+          "-XX:MaxGCPauseMillis=20",
+          "-XX:InitiatingHeapOccupancyPercent=35",
+          "-XX:+ExplicitGCInvokesConcurrent",
+          "-XX:MaxInlineLevel=15",
+          "-Djava.awt.headless=true",
+          "-cp",
+          `${c.kafkaToolsLibs}/*`,
+          "org.apache.kafka.tools.ConsumerPerformance",
+          "--bootstrap-server",
+          c.bootstrap,
+          "--topic",
+          c.topic,
+          "--group",
+          c.groupId,
+          "--num-records",
+          String(c.records),
+          "--timeout",
+          "60000",
+        ],
+      };
+    case "bare":
+      return {
+        ...common,
+        command: Deno.execPath(),
+        args: [
+          "run",
+          "--allow-read",
+          "--allow-net",
+          "--allow-env",
+          "--allow-sys",
+          BARE,
+          c.bootstrap,
+          c.topic,
+          String(c.records),
+          "2",
+          c.groupId,
+        ],
+        env: { NO_COLOR: "1" },
+        doneLine: /^bench-bare: read (\d+) records/,
+        doneCount: 1,
+      };
+  }
+}
+
+/** What ConsumerPerformance reports about its own run (its result line). */
+export interface ConsumerPerformanceReport {
+  /** `data.consumed.in.nMsg`. */
+  records: number;
+  /** Its own elapsed seconds, from its start of consuming to the end (no JVM start). */
+  seconds: number;
+  /** `rebalance.time.ms` and `fetch.time.ms`. */
+  rebalanceMs: number;
+  fetchMs: number;
+}
+
+/**
+ * ConsumerPerformance's result line (`start.time, end.time, data.consumed.in.MB, MB.sec,
+ * data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, ...`), or `undefined` when
+ * its output has none.
+ */
+export function consumerPerformanceReport(tail: string[]): ConsumerPerformanceReport | undefined {
+  for (const line of [...tail].reverse()) {
+    const f = line.split(",").map((x) => x.trim());
+    if (f.length >= 8 && /^\d{4}-\d\d-\d\d /.test(f[0]!)) {
+      const [mb, mbPerSec, records, rebalanceMs, fetchMs] = [2, 3, 4, 6, 7].map((i) =>
+        Number(f[i])
+      );
+      if ([mb, mbPerSec, records, rebalanceMs, fetchMs].every(Number.isFinite)) {
+        return {
+          records: records!,
+          seconds: mbPerSec! > 0 ? mb! / mbPerSec! : 0,
+          rebalanceMs: rebalanceMs!,
+          fetchMs: fetchMs!,
+        };
+      }
+    }
+  }
+  return undefined;
+}
