@@ -65,6 +65,14 @@ export function sha512(bytes: Uint8Array): Uint8Array {
 }
 
 /** Returns true when two byte arrays hold the same bytes. */
+/**
+ * A copy of `bytes` in a buffer of its own. (`Buffer.prototype.slice` does not copy: a hash
+ * kept with it would keep the whole fetched batch it points into alive.)
+ */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  return Uint8Array.prototype.slice.call(bytes);
+}
+
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;

@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import {
   ChunkDecodeError,
   chunkKey,
+  copyBytes,
   type DataFileChunk,
   decodeChunk,
   encodeChunk,
@@ -186,4 +187,15 @@ Deno.test("bad values are refused with a reason", () => {
       (e: unknown) => e instanceof ChunkDecodeError && reason.test(e.message),
     );
   }
+});
+
+Deno.test("copyBytes() copies a Buffer view into memory of its own (Buffer's slice() would not)", async () => {
+  const { Buffer } = await import("node:buffer");
+  const batch = Buffer.alloc(65536, 7);
+  const view = batch.subarray(100, 164);
+  const copy = copyBytes(view);
+  assert.deepEqual([...copy], [...view]);
+  assert.equal(copy.buffer.byteLength, 64, "the copy keeps only its own bytes alive");
+  batch[100] = 1;
+  assert.equal(copy[0], 7);
 });

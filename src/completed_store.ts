@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { toHex } from "./chunk_codec.ts";
+import { copyBytes, toHex } from "./chunk_codec.ts";
 import type { KnownGeneration } from "./generation.ts";
 import { appendLines } from "./journal.ts";
 import { writeStateFile } from "./state_file.ts";
@@ -28,6 +28,19 @@ function fromHex(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
   return out;
+}
+
+/** The record's fields alone (not the object it was taken from), with a hash of its own. */
+function ownRecord(r: CompletedRecord): CompletedRecord {
+  return {
+    fileHash: copyBytes(r.fileHash),
+    nTotalChunks: r.nTotalChunks,
+    mtime: r.mtime,
+    firstTime: r.firstTime,
+    lastTime: r.lastTime,
+    path: r.path,
+    identity: r.identity,
+  };
 }
 
 function line(r: CompletedRecord): string {
@@ -129,14 +142,14 @@ export class CompletedStore {
 
   /** Records a publication (durable after the next {@linkcode CompletedStore.flush}). */
   remember(record: CompletedRecord): void {
-    const r = { ...record, fileHash: record.fileHash.slice() };
+    const r = ownRecord(record);
     this.#set(r);
     this.#pending.push(r);
   }
 
   /** Changes a record in memory only (what it adds is not worth a line of the log). */
   update(record: CompletedRecord): void {
-    this.#set({ ...record, fileHash: record.fileHash.slice() });
+    this.#set(ownRecord(record));
   }
 
   #set(record: CompletedRecord): void {

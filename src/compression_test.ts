@@ -930,3 +930,12 @@ Deno.test("decompression throughput of an ~8 MiB batch", async () => {
     }`,
   );
 });
+
+Deno.test("a small batch decodes into a buffer of its own size (its records never pin a block-sized buffer)", () => {
+  const record = new Uint8Array(4096).map((_, i) => (i * 7919) % 251);
+  for (const decode of [lz4Decompress]) {
+    const out = decode(lz4Compress(record));
+    assert.deepEqual(out, record);
+    assert.ok(out.buffer.byteLength <= record.length + 4096, `${out.buffer.byteLength} bytes held`);
+  }
+});

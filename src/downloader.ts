@@ -31,6 +31,9 @@ import { Quarantine } from "./quarantine.ts";
 import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "./safe_path.ts";
 import type { CrashHook } from "./state_file.ts";
 
+/** Records of one batch handled at once (different files' disk work overlaps). */
+const RECORDS_IN_FLIGHT = 32;
+
 /** How many completed files the status remembers. */
 export const RECENT_FILES = 50;
 
@@ -287,19 +290,52 @@ export class Downloader {
 
   async #processBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
-    let last: string | undefined;
-    for (const message of batch.messages) {
-      if (!isRunning() || isStale() || this.#stopping) break;
-      try {
-        await this.#handle(batch.topic, batch.partition, message, heartbeat);
-      } catch (error) {
-        if (error instanceof Stopped) break;
-        throw error;
+    const messages = batch.messages;
+    // Records are handled concurrently, a window at a time, so that the disk works on several
+    // files at once; the chunks of one file still go in record order (the assembler's per-file
+    // lock is taken in the order the records start). Offsets are resolved, flushed and committed
+    // up to the first record not yet handled, never past it.
+    const handled = new Array<boolean>(messages.length).fill(false);
+    const running = new Set<Promise<void>>();
+    let resolved = 0;
+    let stopped = false;
+    let failure: { error: unknown } | undefined;
+    const advance = () => {
+      while (resolved < messages.length && handled[resolved]) {
+        resolveOffset(messages[resolved]!.offset);
+        resolved++;
       }
-      resolveOffset(message.offset);
-      last = message.offset;
-      await heartbeat();
+    };
+    for (let i = 0; i < messages.length; i++) {
+      if (stopped || failure || !isRunning() || isStale() || this.#stopping) break;
+      const task: Promise<void> = this.#handle(
+        batch.topic,
+        batch.partition,
+        messages[i]!,
+        heartbeat,
+      )
+        .then(
+          () => {
+            handled[i] = true;
+          },
+          (error) => {
+            if (error instanceof Stopped) stopped = true;
+            else failure ??= { error };
+          },
+        )
+        .finally(() => running.delete(task));
+      running.add(task);
+      if (running.size >= RECORDS_IN_FLIGHT) {
+        await Promise.race(running);
+        advance();
+        await heartbeat();
+      }
     }
+    await Promise.all(running);
+    advance();
+    if (failure) throw failure.error;
+    await heartbeat();
+    const last = resolved > 0 ? messages[resolved - 1]!.offset : undefined;
     if (last === undefined) return;
     try {
       await this.#retrying(

@@ -32,7 +32,7 @@ import { createHash, type Hash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { Buffer } from "node:buffer";
-import { bytesEqual, type DataFileChunk, toHex } from "./chunk_codec.ts";
+import { bytesEqual, copyBytes, type DataFileChunk, toHex } from "./chunk_codec.ts";
 import { type CompletedRecord, CompletedStore } from "./completed_store.ts";
 import { decideGeneration, type KnownGeneration } from "./generation.ts";
 import { HandlePool } from "./handle_pool.ts";
@@ -161,6 +161,39 @@ class KeyedMutex {
     });
     return next;
   }
+}
+
+/** Syncs issued at once by a flush. */
+const SYNCS_IN_FLIGHT = 32;
+
+/** True for a generation of one chunk: its record alone describes it (no description or journal). */
+function isSingleChunk(file: { nTotalChunks: number }): boolean {
+  return file.nTotalChunks === 1;
+}
+
+/**
+ * Runs `task` on every item, at most `limit` at a time; waits for all of them and then throws the
+ * first error, if any.
+ */
+async function inParallel<T>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      try {
+        await task(item);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.error;
 }
 
 function generationId(identity: string, fileHash: Uint8Array, n: number): string {
@@ -367,7 +400,7 @@ export class FileAssembler {
   #newInProgress(id: string, target: RelativeTarget, g: KnownGeneration): InProgress {
     return {
       // A copy: the chunk's hash is a view into a whole fetched batch, which must not stay alive.
-      fileHash: g.fileHash.slice(),
+      fileHash: copyBytes(g.fileHash),
       nTotalChunks: g.nTotalChunks,
       mtime: g.mtime,
       firstTime: g.firstTime,
@@ -738,7 +771,8 @@ export class FileAssembler {
     const base = join(this.#partialDir, id);
     await this.#pool.use(id, `${base}.data`, "w+", () => Promise.resolve());
     // The journal exists before the description is written (whose folder sync makes both durable).
-    await Deno.writeFile(`${base}.offsets`, new Uint8Array());
+    // A one-chunk file has neither: see #syncNow.
+    if (!isSingleChunk(file)) await Deno.writeFile(`${base}.offsets`, new Uint8Array());
     this.#track(file);
     return file;
   }
@@ -757,8 +791,12 @@ export class FileAssembler {
     const lines = file.pending;
     file.pending = [];
     const base = join(this.#partialDir, file.id);
+    // A one-chunk file needs no description or journal: its only record is not committed before
+    // the file is published, so a crash before that reads it again (and the data file, which no
+    // description claims, is removed at start).
+    const single = isSingleChunk(file);
     try {
-      if (!file.metaWritten) {
+      if (!file.metaWritten && !single) {
         const meta = {
           target: file.target,
           fileHash: toHex(file.fileHash),
@@ -774,7 +812,7 @@ export class FileAssembler {
         file.metaWritten = true;
       }
       await this.#pool.use(file.id, `${base}.data`, "r+", (h) => h.datasync());
-      if (lines.length > 0) {
+      if (lines.length > 0 && !single) {
         file.journalBytes = await appendLines(`${base}.offsets`, file.journalBytes, lines.join(""));
         this.#crash?.("after-journal-write");
       }
@@ -873,7 +911,7 @@ export class FileAssembler {
     this.#failed.delete(file.target.identity);
     this.#dirsToSync.add(dirname(final));
     this.#completed.remember({ ...file, path, identity: file.target.identity });
-    await this.#removeFiles(file.id);
+    if (!isSingleChunk(file)) await this.#removeFiles(file.id);
     // The same content in another layout is now a duplicate.
     for (const other of [...(this.#byPath.get(file.target.identity) ?? [])]) {
       await this.#discard(other);
@@ -1015,15 +1053,18 @@ export class FileAssembler {
   }
 
   async #flushOnce(): Promise<void> {
-    for (const file of [...this.#files.values()]) {
-      // A completing file made itself durable before it began.
-      if (!file.dirty || file.state !== "open") continue;
-      await this.#chain(file, () => this.#syncNow(file));
-    }
+    // Files are synced concurrently: the file system commits concurrent syncs together.
+    // A completing file made itself durable before it began.
+    const dirty = [...this.#files.values()].filter((f) => f.dirty && f.state === "open");
+    await inParallel(
+      dirty,
+      SYNCS_IN_FLIGHT,
+      (file) => this.#chain(file, () => this.#syncNow(file)),
+    );
     const dirs = [...this.#dirsToSync];
     this.#dirsToSync.clear();
     try {
-      for (const dir of dirs) await fsyncDir(dir);
+      await inParallel(dirs, SYNCS_IN_FLIGHT, fsyncDir);
     } catch (error) {
       for (const dir of dirs) this.#dirsToSync.add(dir);
       throw error;

@@ -64,6 +64,8 @@ export class Quarantine {
   #entries: { path: string; size: number }[] = [];
   #bytes = 0;
   #serial = 0;
+  /** Entries are added one at a time, so that the budget holds with concurrent callers. */
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(dir: string, maxBytes: number) {
     this.dir = dir;
@@ -123,7 +125,23 @@ export class Quarantine {
    * Keeps a bad record's value and a description of it (the description alone when the value is
    * larger than the whole budget, or a tombstone). Returns the description file's path.
    */
-  async keepRecord(
+  keepRecord(
+    origin: RecordOrigin,
+    key: Uint8Array | null,
+    value: Uint8Array | null,
+    reason: string,
+  ): Promise<string> {
+    return this.#serially(() => this.#keepRecord(origin, key, value, reason));
+  }
+
+  /** Runs `task` after every entry added before it. */
+  #serially<T>(task: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(task, task);
+    this.#queue = next.catch(() => {});
+    return next;
+  }
+
+  async #keepRecord(
     origin: RecordOrigin,
     key: Uint8Array | null,
     value: Uint8Array | null,
@@ -157,7 +175,11 @@ export class Quarantine {
    * with the reason beside it in a `.txt` (or deletes it when it is larger than the whole
    * budget). Returns where it went, or `null` when it was deleted.
    */
-  async keepFile(path: string, name: string, reason: string): Promise<string | null> {
+  keepFile(path: string, name: string, reason: string): Promise<string | null> {
+    return this.#serially(() => this.#keepFile(path, name, reason));
+  }
+
+  async #keepFile(path: string, name: string, reason: string): Promise<string | null> {
     const size = (await Deno.stat(path)).size;
     const base = this.#base(name);
     const lines = [reason];
