@@ -149,6 +149,41 @@ function asMtime(value: unknown): number | null {
  * @throws {ChunkDecodeError} when the value is not a valid chunk.
  */
 export function decodeChunk(value: Uint8Array | null | undefined): DataFileChunk {
+  const chunk = decodeChunkFields(value);
+  if (!bytesEqual(sha512(chunk.data), chunk.chunkHash)) throw hashError(chunk);
+  return chunk;
+}
+
+function hashError(chunk: DataFileChunk): ChunkDecodeError {
+  return new ChunkDecodeError(`chunk ${chunk.chunkI} failed its SHA-512 check`);
+}
+
+/** Chunks at least this long are hashed off the main thread by {@linkcode verifyChunkHash}. */
+const OFF_THREAD_BYTES = 64 * 1024;
+
+/**
+ * Verifies a chunk's SHA-512 (a chunk from {@linkcode decodeChunkFields}). Long chunks are hashed
+ * by the runtime's worker threads (Web Crypto), so several chunks are checked at once while the
+ * main thread goes on.
+ *
+ * @throws {ChunkDecodeError} when the data does not hash to the chunk hash.
+ */
+export async function verifyChunkHash(chunk: DataFileChunk): Promise<void> {
+  const digest = chunk.data.length < OFF_THREAD_BYTES
+    ? sha512(chunk.data)
+    : new Uint8Array(await crypto.subtle.digest("SHA-512", chunk.data as Uint8Array<ArrayBuffer>));
+  if (!bytesEqual(digest, chunk.chunkHash)) throw hashError(chunk);
+}
+
+/**
+ * Decodes a chunk message value without verifying its chunk hash: call
+ * {@linkcode verifyChunkHash} before trusting its data ({@linkcode decodeChunk} does both).
+ *
+ * The returned `data`, `fileHash` and `chunkHash` are views into `value`.
+ *
+ * @throws {ChunkDecodeError} when the value is not a chunk.
+ */
+export function decodeChunkFields(value: Uint8Array | null | undefined): DataFileChunk {
   if (value === null || value === undefined) {
     throw new ChunkDecodeError("the message has no value (a tombstone), not a chunk");
   }
@@ -180,9 +215,6 @@ export function decodeChunk(value: Uint8Array | null | undefined): DataFileChunk
     data: asBytes(decoded[8], 8),
     fileMtime: decoded.length === 10 ? asMtime(decoded[9]) : null,
   };
-  if (!bytesEqual(sha512(chunk.data), chunk.chunkHash)) {
-    throw new ChunkDecodeError(`chunk ${chunk.chunkI} failed its SHA-512 check`);
-  }
   return chunk;
 }
 

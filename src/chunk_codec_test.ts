@@ -199,3 +199,26 @@ Deno.test("copyBytes() copies a Buffer view into memory of its own (Buffer's sli
   batch[100] = 1;
   assert.equal(copy[0], 7);
 });
+
+Deno.test("verifyChunkHash() checks short and long chunks (the long ones off the main thread)", async () => {
+  const { verifyChunkHash, decodeChunkFields } = await import("./chunk_codec.ts");
+  for (const size of [10, 1 << 20]) {
+    const data = new Uint8Array(size).map((_, i) => i % 253);
+    const good: DataFileChunk = {
+      filename: "a.dat",
+      fileHash: sha512(data),
+      chunkHash: sha512(data),
+      chunkOffsetWrite: 0,
+      chunkI: 1,
+      nTotalChunks: 1,
+      subdirStr: "",
+      filenameAppend: "",
+      data,
+      fileMtime: null,
+    };
+    const decoded = decodeChunkFields(encodeChunk(good));
+    await verifyChunkHash(decoded);
+    decoded.data[size - 1]! ^= 1;
+    await assert.rejects(verifyChunkHash(decoded), /chunk 1 failed its SHA-512 check/);
+  }
+});

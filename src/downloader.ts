@@ -21,7 +21,12 @@ import type {
   KafkaMessage,
 } from "kafkajs";
 import { join } from "node:path";
-import { ChunkDecodeError, type DataFileChunk, decodeChunk } from "./chunk_codec.ts";
+import {
+  ChunkDecodeError,
+  type DataFileChunk,
+  decodeChunkFields,
+  verifyChunkHash,
+} from "./chunk_codec.ts";
 import { parseOversizeMarker } from "./compression.ts";
 import { BadChunkError, FileAssembler, type InProgressLimits } from "./file_assembler.ts";
 import { isPathError } from "./io_errors.ts";
@@ -30,6 +35,9 @@ import { pythonMatch } from "./python_regex.ts";
 import { Quarantine } from "./quarantine.ts";
 import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "./safe_path.ts";
 import type { CrashHook } from "./state_file.ts";
+
+/** Partitions one consumer handles at once (kafkajs `partitionsConsumedConcurrently`). */
+const PARTITIONS_IN_FLIGHT = 4;
 
 /** Records of one batch handled at once (different files' disk work overlaps). */
 const RECORDS_IN_FLIGHT = 32;
@@ -105,6 +113,8 @@ export class Downloader {
   /** Batches being handled now, and who waits for them to finish. */
   #active = 0;
   #drained: (() => void) | undefined;
+  /** The flush-and-commit in flight per partition (`topic\0partition`). */
+  readonly #committing = new Map<string, Promise<void>>();
   #wake: (() => void) | undefined;
   #counts = {
     messagesRead: 0,
@@ -177,6 +187,9 @@ export class Downloader {
       maxBytes: 8 * 1024 * 1024,
       // librdkafka's fetch.wait.max.ms default; also bounds how long a shutdown waits for a fetch.
       maxWaitTimeInMs: 500,
+      // kafkajs's 3 s default makes a member wait that long to learn of a rebalance (another
+      // consumer joining): a heartbeat is a small request.
+      heartbeatInterval: 500,
       ...this.#o.consumerConfig,
       groupId: this.#o.groupId,
       allowAutoTopicCreation: false,
@@ -210,6 +223,9 @@ export class Downloader {
         fromBeginning: this.#o.offsetReset !== "latest",
       });
       await consumer.run({
+        // The partitions of one fetch are handled together, so that one slow file does not hold
+        // the others up (memory is bounded by the fetch sizes either way).
+        partitionsConsumedConcurrently: PARTITIONS_IN_FLIGHT,
         autoCommit: false,
         eachBatchAutoResolve: false,
         eachBatch: (payload) => this.#eachBatch(consumer, payload),
@@ -337,6 +353,29 @@ export class Downloader {
     await heartbeat();
     const last = resolved > 0 ? messages[resolved - 1]!.offset : undefined;
     if (last === undefined) return;
+    // The flush and the commit run while the next batch is fetched and handled; one at a time
+    // per partition, in order, and the batch after next waits for this one's commit.
+    const key = `${batch.topic}\0${batch.partition}`;
+    const previous = this.#committing.get(key) ?? Promise.resolve();
+    const offset = (BigInt(last) + 1n).toString();
+    const mine = previous.then(() =>
+      this.#flushAndCommit(consumer, batch.topic, batch.partition, offset, heartbeat)
+    );
+    this.#committing.set(key, mine);
+    void mine.finally(() => {
+      if (this.#committing.get(key) === mine) this.#committing.delete(key);
+    });
+    await previous;
+  }
+
+  /** Makes everything written so far durable, then commits `offset` of the partition. */
+  async #flushAndCommit(
+    consumer: Consumer,
+    topic: string,
+    partition: number,
+    offset: string,
+    heartbeat: () => Promise<void>,
+  ): Promise<void> {
     try {
       await this.#retrying(
         "sync the rebuilt data to disk",
@@ -344,16 +383,21 @@ export class Downloader {
         heartbeat,
       );
     } catch (error) {
-      if (error instanceof Stopped) return;
-      throw error;
+      if (!(error instanceof Stopped)) {
+        this.#logger.error(
+          `Cannot sync the rebuilt data to disk: ${
+            error instanceof Error ? error.message : error
+          }; offset ${offset} of partition ${partition} is not committed`,
+        );
+      }
+      return;
     }
     this.#o.crashHook?.("between-flush-and-commit");
-    const offset = (BigInt(last) + 1n).toString();
     try {
-      await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset }]);
+      await consumer.commitOffsets([{ topic, partition, offset }]);
     } catch (error) {
       this.#logger.warning(
-        `Cannot commit offset ${offset} of partition ${batch.partition} (${
+        `Cannot commit offset ${offset} of partition ${partition} (${
           error instanceof Error ? error.message : error
         }); its records will be read again and recognised as duplicates`,
       );
@@ -373,7 +417,10 @@ export class Downloader {
       } catch (error) {
         // A record's own fault fails that record; anything else (a full disk, a permission, an
         // I/O error) is waited out, so that nothing is committed that is not on disk.
-        if (error instanceof BadChunkError || isPathError(error)) throw error;
+        if (
+          error instanceof BadChunkError || error instanceof ChunkDecodeError ||
+          isPathError(error)
+        ) throw error;
         this.#logger.error(
           `Cannot ${what}: ${
             error instanceof Error ? error.message : error
@@ -437,7 +484,7 @@ export class Downloader {
     }
     let chunk: DataFileChunk;
     try {
-      chunk = decodeChunk(message.value);
+      chunk = decodeChunkFields(message.value);
     } catch (error) {
       if (!(error instanceof ChunkDecodeError)) throw error;
       this.#counts.messagesRead++;
@@ -459,16 +506,29 @@ export class Downloader {
     if (this.#o.regex && !pythonMatch(this.#o.regex, target.key)) return;
     this.#counts.messagesRead++;
     this.#counts.bytesRead += chunk.data.length;
+    // The chunk's hash is checked (off the main thread for long chunks) while it waits for its
+    // file; the assembler awaits the check before using the chunk.
+    const verified = verifyChunkHash(chunk);
+    verified.catch(() => {}); // observed by the assembler; never an unhandled rejection
+    const context = { time: recordTime(message), tick: heartbeat, verified };
     let outcome;
     try {
       outcome = await this.#retrying(
         `write chunk ${chunk.chunkI} of "${target.path}"`,
-        () =>
-          this.#assembler.addChunk(chunk, target, { time: recordTime(message), tick: heartbeat }),
+        () => this.#assembler.addChunk(chunk, target, context),
         heartbeat,
       );
     } catch (error) {
       if (error instanceof Stopped) throw error;
+      if (error instanceof ChunkDecodeError) {
+        this.#counts.bytesRead -= chunk.data.length;
+        return await this.#reject(
+          topic,
+          partition,
+          message,
+          `it is not a valid chunk: ${error.message}`,
+        );
+      }
       const reason = error instanceof BadChunkError
         ? `chunk ${chunk.chunkI}/${chunk.nTotalChunks} of "${target.path}" is invalid: ${error.message}`
         : `chunk ${chunk.chunkI}/${chunk.nTotalChunks} of "${target.path}" cannot be written: ${
@@ -488,6 +548,14 @@ export class Downloader {
     }
   }
 
+  /**
+   * Resolves once every batch handled so far is flushed and its offset committed (or the commit
+   * given up, with a log line): the flush and commit of a batch run while the next is fetched.
+   */
+  async settled(): Promise<void> {
+    while (this.#committing.size > 0) await Promise.all(this.#committing.values());
+  }
+
   /** Stops the consumers (each finishes and commits its current batch), then syncs and closes files. */
   async stop(): Promise<void> {
     this.#stopping = true;
@@ -496,6 +564,7 @@ export class Downloader {
     // Let the batches in flight finish and commit while their consumers still run (kafkajs drops
     // commits once a consumer is stopping), then leave the group.
     if (this.#active > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+    await this.settled();
     await Promise.all(this.#consumers.map((c) => c.disconnect().catch(() => {})));
     if (this.#lock) {
       try {

@@ -29,13 +29,11 @@
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
-import type { FileHandle } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
-import { Buffer } from "node:buffer";
 import { bytesEqual, copyBytes, type DataFileChunk, toHex } from "./chunk_codec.ts";
 import { type CompletedRecord, CompletedStore } from "./completed_store.ts";
 import { decideGeneration, type KnownGeneration } from "./generation.ts";
-import { HandlePool } from "./handle_pool.ts";
+import { HandlePool, readAt, writeAt } from "./handle_pool.ts";
 import { isPathError, isPlaceError, isTooLargeError } from "./io_errors.ts";
 import { appendLines, readJournal } from "./journal.ts";
 import type { Logger } from "./logger.ts";
@@ -109,6 +107,11 @@ export interface ChunkContext {
   time: number | null;
   /** Called every so often during long hashing (a consumer heartbeat). */
   tick?: () => Promise<void>;
+  /**
+   * The check of the chunk's own hash, when it runs while the chunk waits for its file (see
+   * `verifyChunkHash`): awaited before the chunk is used; its error is thrown from `addChunk`.
+   */
+  verified?: Promise<void>;
 }
 
 /** One generation being rebuilt. */
@@ -465,7 +468,12 @@ export class FileAssembler {
     context: ChunkContext = { time: null },
   ): Promise<ChunkOutcome> {
     checkChunkFields(chunk);
-    return this.#mutex.run(target.identity, () => this.#add(chunk, target, context));
+    // The lock is taken now, so that one file's chunks go in the order they were given, even when
+    // their hash checks end in another order.
+    return this.#mutex.run(target.identity, async () => {
+      await context.verified;
+      return await this.#add(chunk, target, context);
+    });
   }
 
   /** Logs a skip once per file and reason. */
@@ -699,23 +707,13 @@ export class FileAssembler {
       );
     }
     const path = join(this.#partialDir, `${file.id}.data`);
-    await this.#pool.use(file.id, path, "r+", async (handle) => {
-      let written = 0;
-      while (written < length) {
-        const { bytesWritten } = await handle.write(
-          chunk.data,
-          written,
-          length - written,
-          offset + written,
-        );
-        written += bytesWritten;
-      }
-    }).catch((error) => {
-      if (isTooLargeError(error)) {
-        throw new BadChunkError(`it cannot be written at offset ${offset}: ${messageOf(error)}`);
-      }
-      throw error;
-    });
+    await this.#pool.use(file.id, path, "r+", (handle) => writeAt(handle, chunk.data, offset))
+      .catch((error) => {
+        if (isTooLargeError(error)) {
+          throw new BadChunkError(`it cannot be written at offset ${offset}: ${messageOf(error)}`);
+        }
+        throw error;
+      });
     this.#pool.pin(file.id, true);
     this.#crash?.("after-data-write");
     this.#accept(file, offset, length);
@@ -738,13 +736,13 @@ export class FileAssembler {
     if (next === undefined) return;
     const path = join(this.#partialDir, `${file.id}.data`);
     let sinceTick = 0;
-    await this.#pool.use(file.id, path, "r+", async (handle: FileHandle) => {
-      const buffer = Buffer.allocUnsafe(HASH_READ_BYTES);
+    await this.#pool.use(file.id, path, "r+", async (handle) => {
+      const buffer = new Uint8Array(HASH_READ_BYTES);
       while (next !== undefined) {
         let left = next;
         while (left > 0) {
           const want = Math.min(left, buffer.length);
-          const { bytesRead } = await handle.read(buffer, 0, want, file.hashedUpTo);
+          const bytesRead = await readAt(handle, buffer.subarray(0, want), file.hashedUpTo);
           if (bytesRead === 0) throw new Error(`${path} is shorter than its journal says`);
           file.hash.update(buffer.subarray(0, bytesRead));
           file.hashedUpTo += bytesRead;
@@ -811,7 +809,7 @@ export class FileAssembler {
         );
         file.metaWritten = true;
       }
-      await this.#pool.use(file.id, `${base}.data`, "r+", (h) => h.datasync());
+      await this.#pool.use(file.id, `${base}.data`, "r+", (h) => h.syncData());
       if (lines.length > 0 && !single) {
         file.journalBytes = await appendLines(`${base}.offsets`, file.journalBytes, lines.join(""));
         this.#crash?.("after-journal-write");
@@ -829,7 +827,7 @@ export class FileAssembler {
   async #discard(file: InProgress): Promise<void> {
     this.#untrack(file);
     await this.#chain(file, async () => {
-      await this.#pool.close(file.id);
+      this.#pool.close(file.id);
       await this.#removeFiles(file.id);
     });
   }
@@ -884,7 +882,7 @@ export class FileAssembler {
       );
       return { status: "mismatch", path, keptAt };
     }
-    await this.#pool.close(file.id);
+    this.#pool.close(file.id);
     const final = join(this.#outputDir, path);
     try {
       await this.#makeSafeDir(dirname(final));
@@ -922,7 +920,7 @@ export class FileAssembler {
   /** Moves a generation that cannot be published to the quarantine and forgets its journal. */
   async #retire(file: InProgress, reason: string): Promise<string | null> {
     this.#untrack(file);
-    await this.#pool.close(file.id);
+    this.#pool.close(file.id);
     const data = join(this.#partialDir, `${file.id}.data`);
     let keptAt: string | null = null;
     try {
@@ -1078,7 +1076,7 @@ export class FileAssembler {
     try {
       await this.flush();
     } finally {
-      await this.#pool.closeAll();
+      this.#pool.closeAll();
     }
   }
 }

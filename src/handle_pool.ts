@@ -7,15 +7,59 @@
  * happened, so a dirty file keeps its descriptor until it is synced). When the system runs out
  * of descriptors (EMFILE, ENFILE), idle handles are closed and the open is tried once more.
  *
+ * Handles are Deno files, whose reads, writes and syncs run on the runtime's worker threads (the
+ * `node:fs/promises` handles write on the main thread). A file has one position: the caller runs
+ * one positional read or write ({@linkcode writeAt}, {@linkcode readAt}) at a time per file.
+ *
  * @module
  */
-import { type FileHandle, open } from "node:fs/promises";
+
+/** How a partial file is opened: `"w+"` creates a fresh file, `"r+"` opens an existing one. */
+export type OpenFlags = "r+" | "w+";
+
+async function open(path: string, flags: OpenFlags): Promise<Deno.FsFile> {
+  return await Deno.open(
+    path,
+    flags === "w+"
+      ? { read: true, write: true, create: true, truncate: true }
+      : { read: true, write: true },
+  );
+}
+
+/** Writes all of `data` at `position` of `file`. */
+export async function writeAt(
+  file: Deno.FsFile,
+  data: Uint8Array,
+  position: number,
+): Promise<void> {
+  await file.seek(position, Deno.SeekMode.Start);
+  let written = 0;
+  while (written < data.length) written += await file.write(data.subarray(written));
+}
+
+/** Reads into `buffer` from `position` of `file`; returns the bytes read (0 at the end). */
+export async function readAt(
+  file: Deno.FsFile,
+  buffer: Uint8Array,
+  position: number,
+): Promise<number> {
+  await file.seek(position, Deno.SeekMode.Start);
+  return (await file.read(buffer)) ?? 0;
+}
 
 interface Entry {
-  handle: FileHandle;
+  handle: Deno.FsFile;
   users: number;
   pinned: boolean;
   lastUsed: number;
+}
+
+function closeQuietly(file: Deno.FsFile): void {
+  try {
+    file.close();
+  } catch {
+    // already closed
+  }
 }
 
 function outOfDescriptors(error: unknown): boolean {
@@ -35,12 +79,12 @@ export class HandlePool {
     this.limit = limit;
   }
 
-  async #open(path: string, flags: string): Promise<FileHandle> {
+  async #open(path: string, flags: OpenFlags): Promise<Deno.FsFile> {
     try {
       return await open(path, flags);
     } catch (error) {
       if (!outOfDescriptors(error)) throw error;
-      await this.#trim(0);
+      this.#trim(0);
       return await open(path, flags);
     }
   }
@@ -52,8 +96,8 @@ export class HandlePool {
   async use<T>(
     key: string,
     path: string,
-    flags: "r+" | "w+",
-    task: (handle: FileHandle) => Promise<T>,
+    flags: OpenFlags,
+    task: (handle: Deno.FsFile) => Promise<T>,
   ): Promise<T> {
     let entry = this.#entries.get(key);
     if (entry === undefined) {
@@ -64,7 +108,7 @@ export class HandlePool {
         entry = { handle, users: 0, pinned: false, lastUsed: 0 };
         this.#entries.set(key, entry);
       } else {
-        await handle.close();
+        handle.close();
       }
     }
     entry.users++;
@@ -73,7 +117,7 @@ export class HandlePool {
       return await task(entry.handle);
     } finally {
       entry.users--;
-      if (this.#entries.size > this.limit) await this.#trim(this.limit);
+      if (this.#entries.size > this.limit) this.#trim(this.limit);
     }
   }
 
@@ -84,11 +128,11 @@ export class HandlePool {
   }
 
   /** Closes the handle of `key` (its file is finished); the caller ensures nothing uses it. */
-  async close(key: string): Promise<void> {
+  close(key: string): void {
     const entry = this.#entries.get(key);
     if (entry === undefined) return;
     this.#entries.delete(key);
-    await entry.handle.close().catch(() => {});
+    closeQuietly(entry.handle);
   }
 
   /** Number of open handles. */
@@ -96,22 +140,21 @@ export class HandlePool {
     return this.#entries.size;
   }
 
-  async #trim(target: number): Promise<void> {
+  #trim(target: number): void {
     const idle = [...this.#entries].filter(([, e]) => e.users === 0 && !e.pinned)
       .sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
     for (const [key, entry] of idle) {
       if (this.#entries.size <= target) break;
-      // Checked again: an earlier close awaited, and another operation may have taken this one.
       if (this.#entries.get(key) !== entry || entry.users > 0 || entry.pinned) continue;
       this.#entries.delete(key);
-      await entry.handle.close().catch(() => {});
+      closeQuietly(entry.handle);
     }
   }
 
   /** Closes every handle. */
-  async closeAll(): Promise<void> {
+  closeAll(): void {
     const entries = [...this.#entries.values()];
     this.#entries.clear();
-    for (const e of entries) await e.handle.close().catch(() => {});
+    for (const e of entries) closeQuietly(e.handle);
   }
 }

@@ -32,7 +32,7 @@ for (const point of CRASH_POINTS) {
       // Multi-chunk files (journal, state file, publish) and one-chunk files.
       for (let i = 0; i < 3; i++) await writeRandomFile(join(root, `multi/m${i}.bin`), 300_000 + i);
       for (let i = 0; i < 3; i++) await writeRandomFile(join(root, `single ${i}.txt`), 1000 + i);
-      await produceTree(topic, root);
+      await produceTree(topic, root, undefined, 65536); // 5 chunks each for the multi/ files
       const group = uniqueGroupId("crash");
       const args = [out, "--config", cfgDir, "--topic_name", topic, "--consumer_group_id", group];
 
