@@ -506,8 +506,8 @@ export class Downloader {
     if (this.#o.regex && !pythonMatch(this.#o.regex, target.key)) return;
     this.#counts.messagesRead++;
     this.#counts.bytesRead += chunk.data.length;
-    // The chunk's hash is checked (off the main thread for long chunks) while it waits for its
-    // file; the assembler awaits the check before using the chunk.
+    // The chunk's hash is checked while it waits for its file; the assembler awaits the check
+    // before using the chunk.
     const verified = verifyChunkHash(chunk);
     verified.catch(() => {}); // observed by the assembler; never an unhandled rejection
     const context = { time: recordTime(message), tick: heartbeat, verified };
