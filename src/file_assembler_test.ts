@@ -749,3 +749,47 @@ Deno.test({
     }
   },
 });
+
+/** Makes `dir` immutable (nothing can be created in it, even by root); false where refused. */
+async function setImmutable(dir: string, on: boolean): Promise<boolean> {
+  try {
+    const chattr = new Deno.Command("chattr", {
+      args: [on ? "+i" : "-i", dir],
+      stdout: "null",
+      stderr: "null",
+    });
+    return (await chattr.output()).success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("a folder of the tree that refuses new files (EPERM) fails that file only, into the quarantine", async (t) => {
+  await using s = await setup();
+  const { dir, assembler } = s;
+  const locked = join(dir, "locked");
+  await Deno.mkdir(locked);
+  if (!(await setImmutable(locked, true))) {
+    t.step({ name: "skipped: chattr +i is refused here", ignore: true, fn: () => {} });
+    return;
+  }
+  try {
+    for (const subdir of ["locked", "locked/deeper"]) {
+      const chunks = makeChunks(random(20_000, 60), 16384, { subdir, name: "x.dat" });
+      let error: unknown;
+      for (const c of chunks) await add(assembler, c).catch((e) => (error = e));
+      assert.ok(error instanceof BadChunkError, `${subdir}: ${error}`);
+      assert.match(String(error), /Operation not permitted|os error 1\b|EPERM/);
+      assert.deepEqual(assembler.status().inProgress, []);
+    }
+    const near = random(20_000, 61);
+    let last;
+    for (const c of makeChunks(near, 16384, { name: "near.dat" })) last = await add(assembler, c);
+    assert.equal(last?.status, "completed");
+    assert.deepEqual(await Deno.readFile(join(dir, "near.dat")), near);
+    await assembler.flush();
+    assert.deepEqual(await partialFiles(dir), []);
+  } finally {
+    await setImmutable(locked, false);
+  }
+});
