@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { type DataFileChunk, sha512 } from "./chunk_codec.ts";
 import { BadChunkError, FileAssembler, type FileAssemblerOptions } from "./file_assembler.ts";
