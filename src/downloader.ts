@@ -113,8 +113,6 @@ export class Downloader {
   /** Batches being handled now, and who waits for them to finish. */
   #active = 0;
   #drained: (() => void) | undefined;
-  /** The flush-and-commit in flight per partition (`topic\0partition`). */
-  readonly #committing = new Map<string, Promise<void>>();
   #wake: (() => void) | undefined;
   #counts = {
     messagesRead: 0,
@@ -353,19 +351,10 @@ export class Downloader {
     await heartbeat();
     const last = resolved > 0 ? messages[resolved - 1]!.offset : undefined;
     if (last === undefined) return;
-    // The flush and the commit run while the next batch is fetched and handled; one at a time
-    // per partition, in order, and the batch after next waits for this one's commit.
-    const key = `${batch.topic}\0${batch.partition}`;
-    const previous = this.#committing.get(key) ?? Promise.resolve();
+    // Committed before the batch returns: a rebalance waits for the batches in flight, so the
+    // next owner of the partition starts after what was handled here.
     const offset = (BigInt(last) + 1n).toString();
-    const mine = previous.then(() =>
-      this.#flushAndCommit(consumer, batch.topic, batch.partition, offset, heartbeat)
-    );
-    this.#committing.set(key, mine);
-    void mine.finally(() => {
-      if (this.#committing.get(key) === mine) this.#committing.delete(key);
-    });
-    await previous;
+    await this.#flushAndCommit(consumer, batch.topic, batch.partition, offset, heartbeat);
   }
 
   /** Makes everything written so far durable, then commits `offset` of the partition. */
@@ -383,14 +372,9 @@ export class Downloader {
         heartbeat,
       );
     } catch (error) {
-      if (!(error instanceof Stopped)) {
-        this.#logger.error(
-          `Cannot sync the rebuilt data to disk: ${
-            error instanceof Error ? error.message : error
-          }; offset ${offset} of partition ${partition} is not committed`,
-        );
-      }
-      return;
+      // Nothing is committed; anything but a stop fails the batch, which is read again.
+      if (error instanceof Stopped) return;
+      throw error;
     }
     this.#o.crashHook?.("between-flush-and-commit");
     try {
@@ -548,14 +532,6 @@ export class Downloader {
     }
   }
 
-  /**
-   * Resolves once every batch handled so far is flushed and its offset committed (or the commit
-   * given up, with a log line): the flush and commit of a batch run while the next is fetched.
-   */
-  async settled(): Promise<void> {
-    while (this.#committing.size > 0) await Promise.all(this.#committing.values());
-  }
-
   /** Stops the consumers (each finishes and commits its current batch), then syncs and closes files. */
   async stop(): Promise<void> {
     this.#stopping = true;
@@ -564,7 +540,6 @@ export class Downloader {
     // Let the batches in flight finish and commit while their consumers still run (kafkajs drops
     // commits once a consumer is stopping), then leave the group.
     if (this.#active > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
-    await this.settled();
     await Promise.all(this.#consumers.map((c) => c.disconnect().catch(() => {})));
     if (this.#lock) {
       try {

@@ -171,7 +171,7 @@ class FakeConsumer implements UsedConsumer {
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await Promise.race([
-        eachBatch(payload).then(() => this.#kafka.afterBatch?.()),
+        eachBatch(payload),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () => reject(new Error(`The batch of partition ${partition} did not finish`)),
@@ -188,8 +188,6 @@ class FakeConsumer implements UsedConsumer {
 class FakeKafka {
   readonly consumers: FakeConsumer[] = [];
   readonly commits: Commit[] = [];
-  /** Awaited after each delivered batch (the downloader's flush and commit of it). */
-  afterBatch: (() => Promise<void>) | undefined;
   /** Called inside `commitOffsets`, before the commit counts. */
   onCommit: ((commit: Commit) => Promise<void>) | undefined;
 
@@ -424,8 +422,6 @@ async function setup(
       ...(options.crashHook ? { crashHook: options.crashHook } : {}),
     });
     await downloader.start();
-    const started = downloader;
-    kafka.afterBatch = () => started.settled();
     assert.equal(kafka.consumers.length, consumers);
     return {
       out,
