@@ -309,6 +309,10 @@ export class Downloader {
     // files at once; the chunks of one file still go in record order (the assembler's per-file
     // lock is taken in the order the records start). Offsets are resolved, flushed and committed
     // up to the first record not yet handled, never past it.
+    // A heartbeat that reports a rebalance must not abandon the batch: what was handled is still
+    // flushed and committed (the group accepts commits of the current generation while it
+    // rebalances), so that the partition's next owner starts after it.
+    const keepAlive = () => heartbeat().catch(() => {});
     const handled = new Array<boolean>(messages.length).fill(false);
     const running = new Set<Promise<void>>();
     let resolved = 0;
@@ -342,13 +346,13 @@ export class Downloader {
       if (running.size >= RECORDS_IN_FLIGHT) {
         await Promise.race(running);
         advance();
-        await heartbeat();
+        await keepAlive();
       }
     }
     await Promise.all(running);
     advance();
     if (failure) throw failure.error;
-    await heartbeat();
+    await keepAlive();
     const last = resolved > 0 ? messages[resolved - 1]!.offset : undefined;
     if (last === undefined) return;
     // Committed before the batch returns: a rebalance waits for the batches in flight, so the

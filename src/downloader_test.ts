@@ -89,6 +89,8 @@ class FakeConsumer implements UsedConsumer {
   running = false;
   readonly resolved: string[] = [];
   heartbeats = 0;
+  /** When set, every heartbeat fails with it (kafkajs: the group is rebalancing). */
+  heartbeatError: Error | undefined;
 
   constructor(kafka: FakeKafka, index: number, config: ConsumerConfig) {
     this.#kafka = kafka;
@@ -160,7 +162,7 @@ class FakeConsumer implements UsedConsumer {
       },
       heartbeat: () => {
         this.heartbeats++;
-        return Promise.resolve();
+        return this.heartbeatError ? Promise.reject(this.heartbeatError) : Promise.resolve();
       },
       isRunning: () => this.running,
       isStale: () => false,
@@ -780,4 +782,19 @@ Deno.test("a full disk that never clears: stopping commits only the records befo
   await assert.rejects(Deno.stat(join(t.out, "stuck.dat")), Deno.errors.NotFound);
   assert.equal((await quarantinedRecords(t.out)).size, 0);
   assert.ok(!t.lines.some((l) => l.includes("Skipping the record")), t.lines.join(""));
+});
+
+Deno.test("a heartbeat that reports a rebalance mid-batch does not abandon the batch: it is still flushed and committed", async () => {
+  await using t = await setup();
+  const consumer = t.kafka.consumers[0]!;
+  consumer.heartbeatError = new Error("The group is rebalancing, so a rejoin is needed");
+  // More records than are handled at once, so that heartbeats come in the middle of the batch.
+  const bytes = random(80 * CHUNK_SIZE + 3, 12);
+  const { chunks } = await t.source("rebalanced.dat", bytes);
+  await consumer.deliver(2, records(100, chunks));
+  assert.ok(consumer.heartbeats > 1, `${consumer.heartbeats} heartbeats`);
+  assert.deepEqual(t.kafka.commits.map((c) => [c.partition, c.offset]), [
+    [2, String(100 + chunks.length)],
+  ]);
+  assert.deepEqual(await Deno.readFile(join(t.out, "rebalanced.dat")), bytes);
 });
