@@ -8,7 +8,8 @@
  *   gets SIGINT / SIGTERM.
  *
  * `deno test` runs as a child with explicit permissions (see {@linkcode TEST_PERMISSIONS}) and
- * `KAFKA_BOOTSTRAP_SERVERS` in its environment; extra arguments are passed through, e.g.
+ * `KAFKA_BOOTSTRAP_SERVERS` and a `TMPDIR` of its own (removed at the end) in its environment;
+ * extra arguments are passed through, e.g.
  * `deno task test tests/broker_test.ts` or `deno task test --filter roundtrip`.
  * The exit code is `deno test`'s.
  *
@@ -45,9 +46,13 @@ if (import.meta.main) {
     bootstrap = broker.bootstrapServers;
   }
 
+  // Every temporary file and folder of the run (the tests', the CLI's, OpenMSIStream's) goes in
+  // one folder, removed at the end whatever happened: /tmp is as clean after the run as before.
+  const scratch = await Deno.makeTempDir({ prefix: "dfdd-test-run-" });
   const child = new Deno.Command(Deno.execPath(), {
     args: ["test", ...TEST_PERMISSIONS, ...Deno.args],
     env: {
+      TMPDIR: scratch,
       KAFKA_BOOTSTRAP_SERVERS: bootstrap,
       // kafkajs 2.x warns about its changed default partitioner on every producer.
       KAFKAJS_NO_PARTITIONER_WARNING: "1",
@@ -76,6 +81,9 @@ if (import.meta.main) {
     const status = await child.status;
     code = status.signal !== null ? 128 + signalNumber(status.signal) : status.code;
   } finally {
+    await Deno.remove(scratch, { recursive: true }).catch((error) =>
+      console.error(`Cannot remove the tests' temporary folder ${scratch}: ${error.message}`)
+    );
     if (broker !== undefined) {
       const rss = await broker.rssBytes();
       if (rss !== undefined) {
