@@ -113,7 +113,8 @@ export class Downloader {
   /** Batches being handled now, and who waits for them to finish. */
   #active = 0;
   #drained: (() => void) | undefined;
-  #wake: (() => void) | undefined;
+  /** Wakes every retry that is waiting (see #sleep). */
+  readonly #sleepers = new Set<() => void>();
   #counts = {
     messagesRead: 0,
     messagesProcessed: 0,
@@ -150,12 +151,13 @@ export class Downloader {
 
   #sleep(seconds: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, seconds * 1000);
-      function done() {
+      const done = () => {
         clearTimeout(timer);
+        this.#sleepers.delete(done);
         resolve();
-      }
-      this.#wake = done;
+      };
+      const timer = setTimeout(done, seconds * 1000);
+      this.#sleepers.add(done);
     });
   }
 
@@ -539,7 +541,7 @@ export class Downloader {
   /** Stops the consumers (each finishes and commits its current batch), then syncs and closes files. */
   async stop(): Promise<void> {
     this.#stopping = true;
-    this.#wake?.();
+    for (const wake of [...this.#sleepers]) wake();
     await this.#starting?.catch(() => {});
     // Let the batches in flight finish and commit while their consumers still run (kafkajs drops
     // commits once a consumer is stopping), then leave the group.

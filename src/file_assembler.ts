@@ -909,7 +909,8 @@ export class FileAssembler {
     this.#failed.delete(file.target.identity);
     this.#dirsToSync.add(dirname(final));
     this.#completed.remember({ ...file, path, identity: file.target.identity });
-    if (!isSingleChunk(file)) await this.#removeFiles(file.id);
+    // A one-chunk file has nothing else, unless an earlier version of the program described it.
+    if (file.metaWritten) await this.#removeFiles(file.id);
     // The same content in another layout is now a duplicate.
     for (const other of [...(this.#byPath.get(file.target.identity) ?? [])]) {
       await this.#discard(other);
