@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { helpText, parseArgs, PROGRAM, usage, UsageError } from "./src/args.ts";
+import denoConfig from "./deno.json" with { type: "json" };
+import { helpText, parseArgs, PROGRAM, usage, UsageError, versionText } from "./src/args.ts";
 import { toHex } from "./src/chunk_codec.ts";
 import { ConfigError } from "./src/config_file.ts";
 import { checkReport, readCommands, shutdownSummary } from "./src/console.ts";
@@ -84,6 +85,11 @@ async function main(args: string[]): Promise<number> {
   }
   if (parsed.help) {
     console.log(helpText());
+    return 0;
+  }
+  if (parsed.version) {
+    const kafkajs = denoConfig.imports.kafkajs.replace(/^npm:kafkajs@/, "");
+    console.log(versionText(denoConfig.version, Deno.version, kafkajs));
     return 0;
   }
   const options = parsed.options;

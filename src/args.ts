@@ -223,6 +223,7 @@ export function helpText(): string {
     "",
     "options:",
     "  -h, --help            Show this help and exit",
+    "  --version             Show the program's version (and Deno's, TypeScript's and kafkajs's)",
   ];
   for (const o of OPTIONS) {
     const meta = o.kind === "flag" ? "" : ` ${o.metavar ?? o.flag.slice(2).toUpperCase()}`;
@@ -231,6 +232,18 @@ export function helpText(): string {
     lines.push(head.length < 24 ? head.padEnd(24) + help : `${head}\n${" ".repeat(24)}${help}`);
   }
   return lines.join("\n");
+}
+
+/**
+ * The `--version` line: this program's version and those of what it runs on, e.g.
+ * `DataFileDownloadDirectory 0.1.0 (Deno 2.9.6, V8 14.0, TypeScript 5.9.2, kafkajs 2.2.4)`.
+ */
+export function versionText(
+  version: string,
+  runtime: { deno: string; v8: string; typescript: string },
+  kafkajs: string,
+): string {
+  return `${PROGRAM} ${version} (Deno ${runtime.deno}, V8 ${runtime.v8}, TypeScript ${runtime.typescript}, kafkajs ${kafkajs})`;
 }
 
 /** Python `int()` of a string: optional sign, digits with single `_` between them, spaces around. */
@@ -300,13 +313,16 @@ type Word =
   | { kind: "positional" }
   | { kind: "unknown" }
   | { kind: "help"; explicit: string | undefined }
+  | { kind: "version"; explicit: string | undefined }
   | { kind: "option"; spec: OptionSpec; explicit: string | undefined };
 
 const HELP = "--help";
+const VERSION = "--version";
 const NEGATIVE_NUMBER = /^-\d+$|^-\d*\.\d+$/;
 
 function resolveFlag(flag: string, explicit: string | undefined): Word | undefined {
   if (flag === "-h" || flag === HELP) return { kind: "help", explicit };
+  if (flag === VERSION) return { kind: "version", explicit };
   const spec = OPTIONS.find((o) => o.flag === flag);
   return spec ? { kind: "option", spec, explicit } : undefined;
 }
@@ -328,7 +344,9 @@ function classify(arg: string): Word {
     if (withValue) return withValue;
   }
   if (arg.startsWith("--")) {
-    const matches = [HELP, ...OPTIONS.map((o) => o.flag)].filter((f) => f.startsWith(flag));
+    const matches = [HELP, VERSION, ...OPTIONS.map((o) => o.flag)].filter((f) =>
+      f.startsWith(flag)
+    );
     if (matches.length > 1) {
       throw new UsageError(`ambiguous option: ${arg} could match ${matches.join(", ")}`);
     }
@@ -341,8 +359,11 @@ function classify(arg: string): Word {
   return { kind: "unknown" };
 }
 
-/** Result of parsing: options, or a request for help. */
-export type ParseResult = { help: true } | { help: false; options: CliOptions };
+/** Result of parsing: options, or a request for help or for the version. */
+export type ParseResult =
+  | { help: true; version: false }
+  | { help: false; version: true }
+  | { help: false; version: false; options: CliOptions };
 
 /**
  * Parses and validates the arguments in argparse's order: every word is classified first (an
@@ -387,7 +408,13 @@ export function parseArgs(argv: readonly string[]): ParseResult {
       if (word.explicit !== undefined) {
         throw new UsageError(`argument -h/--help: ignored explicit argument '${word.explicit}'`);
       }
-      return { help: true };
+      return { help: true, version: false };
+    }
+    if (word.kind === "version") {
+      if (word.explicit !== undefined) {
+        throw new UsageError(`argument --version: ignored explicit argument '${word.explicit}'`);
+      }
+      return { help: false, version: true };
     }
     const { spec, explicit } = word;
     if (spec.kind === "flag") {
@@ -420,5 +447,5 @@ export function parseArgs(argv: readonly string[]): ParseResult {
   const options = { ...values, outputDir: positionals[0] } as unknown as CliOptions;
   // Topic resolution of the reference: a consumer topic other than "test" wins.
   if (options.consumerTopicName === "test") options.consumerTopicName = options.topicName;
-  return { help: false, options };
+  return { help: false, version: false, options };
 }

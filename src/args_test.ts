@@ -8,6 +8,7 @@ import {
   PROGRAM,
   usage,
   UsageError,
+  versionText,
 } from "./args.ts";
 import { pythonMatch } from "./python_regex.ts";
 
@@ -15,7 +16,7 @@ import { pythonMatch } from "./python_regex.ts";
 function options(...argv: string[]): CliOptions {
   const result = parseArgs(argv);
   assert.equal(result.help, false, `${JSON.stringify(argv)} should not ask for help`);
-  if (result.help) throw new Error("unreachable");
+  if (!("options" in result)) throw new Error(`${JSON.stringify(argv)} gives no options`);
   return result.options;
 }
 
@@ -157,22 +158,25 @@ Deno.test("parseArgs() refuses ambiguous prefixes, naming the candidates", () =>
   // "--help" takes part: "--h" and "--he" are ambiguous, "--hel" is help.
   assertUsageError(["out", "--h"], "ambiguous option: --h could match --help, --heartbeat_");
   assertUsageError(["out", "--he"], "ambiguous option: --he could match --help");
-  assert.deepEqual(parseArgs(["out", "--hel"]), { help: true });
+  assert.deepEqual(parseArgs(["out", "--hel"]), { help: true, version: false });
   // Ambiguity is found before anything is consumed, so even after -h.
   assertUsageError(["-h", "--log", "x"], "ambiguous option");
 });
 
 Deno.test("parseArgs() returns help for -h and --help", () => {
-  assert.deepEqual(parseArgs(["-h"]), { help: true });
-  assert.deepEqual(parseArgs(["--help"]), { help: true });
-  assert.deepEqual(parseArgs(["out", "-h"]), { help: true });
-  assert.deepEqual(parseArgs(["out", "--n_threads", "3", "--help"]), { help: true });
+  assert.deepEqual(parseArgs(["-h"]), { help: true, version: false });
+  assert.deepEqual(parseArgs(["--help"]), { help: true, version: false });
+  assert.deepEqual(parseArgs(["out", "-h"]), { help: true, version: false });
+  assert.deepEqual(parseArgs(["out", "--n_threads", "3", "--help"]), {
+    help: true,
+    version: false,
+  });
   // Help comes before a missing output_dir and unrecognized words, as in argparse.
-  assert.deepEqual(parseArgs(["--bogus", "-h"]), { help: true });
-  assert.deepEqual(parseArgs(["out", "extra", "-h"]), { help: true });
+  assert.deepEqual(parseArgs(["--bogus", "-h"]), { help: true, version: false });
+  assert.deepEqual(parseArgs(["out", "extra", "-h"]), { help: true, version: false });
   // An invalid value before -h is an error; after it, help wins.
   assertUsageError(["out", "--n_threads", "0", "-h"], "invalid positive_int value: '0'");
-  assert.deepEqual(parseArgs(["out", "-h", "--n_threads", "0"]), { help: true });
+  assert.deepEqual(parseArgs(["out", "-h", "--n_threads", "0"]), { help: true, version: false });
   assertUsageError(["out", "--help=x"], "ignored explicit argument 'x'");
   assertUsageError(["out", "-hx"], "ignored explicit argument 'x'");
 });
@@ -390,7 +394,9 @@ Deno.test("helpText() lists every option, with '(default = X)' where there is a 
   assert.match(entry("--n_threads"), /^ {2}--n_threads N_THREADS /);
   assert.match(entry("--download_regex"), /^ {2}--download_regex REGEX /);
   // Every option of the help is one parseArgs() knows.
-  const flags = [...text.matchAll(/^ {2}(--\w+)/gm)].map((m) => m[1]);
+  const flags = [...text.matchAll(/^ {2}(--\w+)/gm)].map((m) => m[1]).filter((f) =>
+    f !== "--version"
+  );
   assert.equal(flags.length, Object.keys(defaults).length + withoutDefault.length);
   for (const flag of flags) {
     assert.doesNotThrow(
@@ -403,4 +409,22 @@ Deno.test("helpText() lists every option, with '(default = X)' where there is a 
       flag,
     );
   }
+});
+
+Deno.test("--version (or a prefix of it) asks for the version wherever it stands; a value is refused", () => {
+  for (
+    const argv of [["--version"], ["out", "--vers"], ["out", "--n_threads", "3", "--version"]]
+  ) {
+    assert.deepEqual(parseArgs(argv), { help: false, version: true }, JSON.stringify(argv));
+  }
+  assert.deepEqual(parseArgs(["-h", "--version"]), { help: true, version: false });
+  assert.throws(
+    () => parseArgs(["--version=2"]),
+    /argument --version: ignored explicit argument '2'/,
+  );
+  assert.match(helpText(), /^ {2}--version {13}Show the program's version/m);
+  assert.equal(
+    versionText("1.2.3", { deno: "2.9.6", v8: "15.0", typescript: "6.0.3" }, "2.2.4"),
+    "DataFileDownloadDirectory 1.2.3 (Deno 2.9.6, V8 15.0, TypeScript 6.0.3, kafkajs 2.2.4)",
+  );
 });

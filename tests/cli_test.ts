@@ -63,6 +63,24 @@ Deno.test("-h lists every option with its default, and the README lists the same
   assert.deepEqual(new Set(table.match(/--[a-z_]+/g)), inHelp);
 });
 
+Deno.test("--version prints the program's version and Deno's and kafkajs's, with no permission at all", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", CLI, "--version"],
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  const kafkajs = String(config.imports.kafkajs).replace("npm:kafkajs@", "");
+  assert.equal(
+    stdout,
+    `DataFileDownloadDirectory ${config.version} (Deno ${Deno.version.deno}, V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript}, kafkajs ${kafkajs})\n`,
+  );
+});
+
 Deno.test("usage mistakes print the usage line and exit 2", async () => {
   const out = await tempDir("usage");
   for (
