@@ -39,6 +39,7 @@ import {
   zstdCompress,
   zstdDecompress,
 } from "./compression.ts";
+import { ZSTD_BLOCK, zstdStreamFrame } from "../tests/_zstd_stream.ts";
 
 const FIXTURE_DIR = new URL("../tests/fixtures/compression/", import.meta.url);
 
@@ -651,45 +652,6 @@ function stoppedAfter(error: OversizeError): number {
   return Number(match[1]);
 }
 
-const ZSTD_BLOCK = 128 * KiB;
-
-/**
- * A zstd frame that declares no content size and decodes to `blocks` x 128 KiB of an 8-byte
- * pattern, in ordinary compressed blocks (about 12 bytes each): a bomb that only counting the
- * output as it is decoded can catch.
- */
-async function zstdStreamBomb(blocks: number): Promise<Uint8Array> {
-  const pattern = new Uint8Array(8 * ZSTD_BLOCK);
-  for (let i = 0; i < pattern.length; i++) pattern[i] = (i % 8) * 31 + 1;
-  const frame = await zstdCompress(pattern, 1);
-  const fhd = frame[4]!;
-  assert.equal(fhd & 0x20, 0, "not single-segment");
-  let p = 6 + [0, 1, 2, 4][fhd & 3]! + (fhd >>> 6 ? 1 << (fhd >>> 6) : 0);
-  const parts: Uint8Array[] = [];
-  for (;;) {
-    const word = frame[p]! | (frame[p + 1]! << 8) | (frame[p + 2]! << 16);
-    const end = p + 3 + (((word >>> 1) & 3) === 1 ? 1 : word >>> 3);
-    parts.push(frame.subarray(p, end));
-    p = end;
-    if (word & 1) break;
-  }
-  // Past the first block, every block of the pattern compresses to the same bytes.
-  const middle = parts[1]!;
-  assertBytesEqual(parts[2]!, middle, "repeating block");
-  const last = middle.slice();
-  last[0] = last[0]! | 1;
-  const out = new Uint8Array(6 + parts[0]!.length + (blocks - 1) * middle.length);
-  out.set([0x28, 0xb5, 0x2f, 0xfd, 0x00, frame[5]!]); // magic, no content size, same window
-  let at = 6;
-  out.set(parts[0]!, at);
-  at += parts[0]!.length;
-  for (let i = 1; i < blocks; i++) {
-    out.set(i === blocks - 1 ? last : middle, at);
-    at += middle.length;
-  }
-  return out;
-}
-
 /** A zstd frame of `bytes` zero bytes in RLE blocks (4 bytes per 128 KiB), declaring its size or not. */
 function zstdRleFrame(bytes: number, declare: boolean): Uint8Array {
   const blocks = Math.ceil(bytes / ZSTD_BLOCK);
@@ -739,7 +701,7 @@ Deno.test("every codec stops exactly at the cap: the cap itself decodes, one byt
     await oversize(() => decode(compressed, input.length - 1), name, input.length - 1);
   }
   // A zstd frame that declares no size is counted as it decodes (its window is 512 KiB).
-  const stream = await zstdStreamBomb(8);
+  const stream = await zstdStreamFrame(8);
   assert.equal(zstdDecompress(stream, MiB).length, MiB);
   const error = await oversize(() => zstdDecompress(stream, MiB - 1), "zstd", MiB - 1);
   assert.match(error.detail, /declares no size/);
@@ -841,7 +803,7 @@ Deno.test("ZSTD: every frame counts, not only the first (it declares a small siz
   assert.match(error.detail, /hold at least \d+ bytes in raw and RLE blocks/);
   // A later frame declares nothing and decodes to 1 GiB from ~100 KB of compressed blocks:
   // decoding stops at the cap (the whole output would take seconds and 1 GiB).
-  const bomb = join(small, await zstdStreamBomb(8192));
+  const bomb = join(small, await zstdStreamFrame(8192));
   assert.ok(bomb.length < 120_000);
   const started = performance.now();
   error = await oversize(() => zstdDecompress(bomb, cap), "zstd", cap);
@@ -849,7 +811,7 @@ Deno.test("ZSTD: every frame counts, not only the first (it declares a small siz
   assert.match(error.detail, /frame 2 of 2 declares no size .*\(the first frame declares 5\)/);
   assert.ok(stoppedAfter(error) <= cap);
   // The same frames, small, decode right.
-  const fine = zstdDecompress(join(small, await zstdStreamBomb(10), small), 4 * MiB);
+  const fine = zstdDecompress(join(small, await zstdStreamFrame(10), small), 4 * MiB);
   assert.equal(fine.length, 5 + 10 * ZSTD_BLOCK + 5);
   assert.equal(new TextDecoder().decode(fine.subarray(0, 5)), "hello");
   for (let i = 5; i < 5 + 10 * ZSTD_BLOCK; i += 4099) assert.equal(fine[i], ((i - 5) % 8) * 31 + 1);

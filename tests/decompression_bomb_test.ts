@@ -21,9 +21,9 @@ import {
   writeRandomFile,
 } from "./_cli.ts";
 import { createTopic, testKafka, uniqueGroupId } from "./_kafka.ts";
+import { ZSTD_BLOCK, zstdStreamFrame } from "./_zstd_stream.ts";
 
 const MiB = 1024 * 1024;
-const ZSTD_BLOCK = 128 * 1024;
 /** The ZSTD bomb's big value: 8192 blocks of 128 KiB = 1 GiB. */
 const ZSTD_BLOCKS = 8192;
 /** The GZIP bomb's big value. */
@@ -64,36 +64,6 @@ function bombParts(valueLength: number): { head: Uint8Array; tail: Uint8Array } 
     head: recordHead(0, valueLength),
     tail: new Uint8Array([0, ...record(1, "set aside with the bomb"), ...record(2, "this too")]),
   };
-}
-
-/**
- * A zstd frame that declares no content size and decodes to `blocks` x 128 KiB of an 8-byte
- * pattern, in ordinary compressed blocks of about 12 bytes each.
- */
-async function zstdStreamFrame(blocks: number): Promise<Uint8Array> {
-  const pattern = new Uint8Array(8 * ZSTD_BLOCK);
-  for (let i = 0; i < pattern.length; i++) pattern[i] = (i % 8) * 31 + 1;
-  const frame = await zstdCompress(pattern, 1);
-  const fhd = frame[4]!;
-  let p = 6 + [0, 1, 2, 4][fhd & 3]! + (fhd >>> 6 ? 1 << (fhd >>> 6) : 0);
-  const parts: Uint8Array[] = [];
-  for (;;) {
-    const word = frame[p]! | (frame[p + 1]! << 8) | (frame[p + 2]! << 16);
-    const end = p + 3 + (((word >>> 1) & 3) === 1 ? 1 : word >>> 3);
-    parts.push(frame.subarray(p, end));
-    p = end;
-    if (word & 1) break;
-  }
-  // Past the first block, every block of the pattern compresses to the same bytes.
-  const middle = parts[1]!;
-  assert.deepEqual(parts[2], middle);
-  const last = middle.slice();
-  last[0] = last[0]! | 1;
-  return Buffer.concat([
-    new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0x00, frame[5]!]), // no content size, same window
-    parts[0]!,
-    ...Array.from({ length: blocks - 1 }, (_, i) => (i === blocks - 2 ? last : middle)),
-  ]);
 }
 
 /** ZSTD records: a frame with record 0's head (it declares its size), the value, the rest. */
