@@ -134,6 +134,7 @@ export class Downloader {
       options.quarantineBytes ?? 256 * 1024 * 1024,
     );
     this.#assembler = new FileAssembler({
+      hashing: "worker",
       outputDir: options.outputDir,
       stateDir,
       logger: options.logger,

@@ -29,6 +29,7 @@
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
+import { type FileHasher, InlineFileHasher, WorkerFileHasher } from "./file_hasher.ts";
 import { dirname, join, relative, sep } from "node:path";
 import { bytesEqual, copyBytes, type DataFileChunk, toHex } from "./chunk_codec.ts";
 import { type CompletedRecord, CompletedStore } from "./completed_store.ts";
@@ -51,8 +52,8 @@ export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
 /** Length of a SHA-512 digest. */
 const HASH_BYTES = 64;
 const HASH_READ_BYTES = 1024 * 1024;
-/** Bytes hashed between two calls of the caller's `tick` (a consumer heartbeat). */
-const TICK_BYTES = 64 * 1024 * 1024;
+/** Milliseconds between two calls of the caller's `tick` (a consumer heartbeat) while a file's hash is awaited. */
+const HASH_TICK_MS = 1000;
 
 /** Bounds on what is in progress at once. */
 export interface InProgressLimits {
@@ -125,8 +126,12 @@ interface InProgress extends KnownGeneration {
   bytes: number;
   /** End of the furthest accepted chunk. */
   extent: number;
-  /** SHA-512 of `[0, hashedUpTo)`. */
-  hash: Hash;
+  /**
+   * A one-chunk file's hash, fed on this thread as its chunk is written (`null` for the others,
+   * which the file hasher reads back from the partial file).
+   */
+  hash: Hash | null;
+  /** Bytes given to `hash`, or to the file hasher as contiguous on disk. */
   hashedUpTo: number;
   /** Journal lines of chunks written but not yet synced. */
   pending: string[];
@@ -250,6 +255,11 @@ export interface FileAssemblerOptions {
   crashHook?: CrashHook;
   /** The clock, in milliseconds (default `Date.now`). */
   now?: () => number;
+  /**
+   * Where multi-chunk files get their whole-file SHA-512: on a worker thread of its own
+   * (`"worker"`), or on this thread between chunks (`"inline"`, the default).
+   */
+  hashing?: "inline" | "worker";
 }
 
 /** Writes chunks into partial files, completes files atomically, and keeps a crash-safe journal. */
@@ -264,6 +274,7 @@ export class FileAssembler {
   readonly #now: () => number;
   readonly #mutex = new KeyedMutex();
   readonly #pool = new HandlePool();
+  readonly #hasher: FileHasher;
   /** Generations in progress by id. */
   readonly #files = new Map<string, InProgress>();
   /** Generations in progress by path identity (several only for one content in several layouts). */
@@ -289,6 +300,7 @@ export class FileAssembler {
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#crash = options.crashHook;
     this.#now = options.now ?? Date.now;
+    this.#hasher = options.hashing === "worker" ? new WorkerFileHasher() : new InlineFileHasher();
   }
 
   /** Creates the state folders and resumes the files an earlier run left in progress. */
@@ -414,7 +426,7 @@ export class FileAssembler {
       lengths: new Map(),
       bytes: 0,
       extent: 0,
-      hash: createHash("sha512"),
+      hash: isSingleChunk(g) ? createHash("sha512") : null,
       hashedUpTo: 0,
       pending: [],
       writes: 0,
@@ -721,41 +733,57 @@ export class FileAssembler {
     file.writes++;
     file.dirty = true;
     file.lastActive = this.#now();
-    if (offset === file.hashedUpTo) {
-      file.hash.update(chunk.data);
-      file.hashedUpTo += length;
+    if (file.hash) {
+      if (offset === file.hashedUpTo) {
+        file.hash.update(chunk.data);
+        file.hashedUpTo += length;
+      }
+    } else {
+      this.#advanceHash(file);
     }
-    await this.#advanceHash(file, context.tick);
     if (!this.#tiled(file)) return { status: "written" };
     return await this.#complete(file, context.tick);
   }
 
-  /** Feeds the whole-file hash with the chunks now contiguous with what it has seen. */
-  async #advanceHash(file: InProgress, tick: (() => Promise<void>) | undefined): Promise<void> {
-    let next = file.lengths.get(file.hashedUpTo);
-    if (next === undefined) return;
-    const path = join(this.#partialDir, `${file.id}.data`);
-    let sinceTick = 0;
-    await this.#pool.use(file.id, path, "r+", async (handle) => {
-      const buffer = new Uint8Array(HASH_READ_BYTES);
-      while (next !== undefined) {
-        let left = next;
-        while (left > 0) {
-          const want = Math.min(left, buffer.length);
-          const bytesRead = await readAt(handle, buffer.subarray(0, want), file.hashedUpTo);
-          if (bytesRead === 0) throw new Error(`${path} is shorter than its journal says`);
-          file.hash.update(buffer.subarray(0, bytesRead));
-          file.hashedUpTo += bytesRead;
-          left -= bytesRead;
-          sinceTick += bytesRead;
-          if (tick && sinceTick >= TICK_BYTES) {
-            sinceTick = 0;
-            await tick().catch(() => {});
-          }
-        }
-        next = file.lengths.get(file.hashedUpTo);
+  /** Tells the file hasher how far the file is now contiguous on disk. */
+  #advanceHash(file: InProgress): void {
+    let end = file.hashedUpTo;
+    for (let next = file.lengths.get(end); next !== undefined; next = file.lengths.get(end)) {
+      end += next;
+    }
+    if (end === file.hashedUpTo) return;
+    file.hashedUpTo = end;
+    this.#hasher.advance(file.id, join(this.#partialDir, `${file.id}.data`), end);
+  }
+
+  /** The whole-file SHA-512 of a tiled file, with a heartbeat every second while it is awaited. */
+  async #digest(file: InProgress, tick: (() => Promise<void>) | undefined): Promise<Uint8Array> {
+    if (file.hash && file.hashedUpTo === file.extent) {
+      return new Uint8Array(file.hash.copy().digest());
+    }
+    this.#advanceHash(file);
+    const digest = this.#hasher.digest(
+      file.id,
+      join(this.#partialDir, `${file.id}.data`),
+      file.extent,
+    );
+    if (!tick) return await digest;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let done = false;
+    digest.then(() => done = true, () => done = true);
+    try {
+      while (!done) {
+        await Promise.race([
+          digest,
+          new Promise<void>((resolve) => timer = setTimeout(resolve, HASH_TICK_MS)),
+        ]);
+        clearTimeout(timer);
+        if (!done) await tick().catch(() => {});
       }
-    });
+      return await digest;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async #startGeneration(
@@ -833,6 +861,7 @@ export class FileAssembler {
   }
 
   async #removeFiles(id: string): Promise<void> {
+    await this.#hasher.forget(id);
     const base = join(this.#partialDir, id);
     for (const ext of [".json", ".offsets", ".data", `.json${TEMP_SUFFIX}`]) {
       await Deno.remove(base + ext).catch(() => {});
@@ -856,9 +885,7 @@ export class FileAssembler {
   }
 
   async #publish(file: InProgress, tick: (() => Promise<void>) | undefined): Promise<ChunkOutcome> {
-    // Resumed after a restart, the hash catches up from the partial file.
-    await this.#advanceHash(file, tick);
-    const digest = new Uint8Array(file.hash.copy().digest());
+    const digest = await this.#digest(file, tick);
     const path = file.target.path;
     const partial = join(this.#partialDir, `${file.id}.data`);
     if (!bytesEqual(digest, file.fileHash)) {
@@ -921,6 +948,7 @@ export class FileAssembler {
   /** Moves a generation that cannot be published to the quarantine and forgets its journal. */
   async #retire(file: InProgress, reason: string): Promise<string | null> {
     this.#untrack(file);
+    await this.#hasher.forget(file.id);
     this.#pool.close(file.id);
     const data = join(this.#partialDir, `${file.id}.data`);
     let keptAt: string | null = null;
@@ -1077,6 +1105,7 @@ export class FileAssembler {
     try {
       await this.flush();
     } finally {
+      this.#hasher.close();
       this.#pool.closeAll();
     }
   }
