@@ -34,7 +34,7 @@ import { dirname, join, relative, sep } from "node:path";
 import { bytesEqual, copyBytes, type DataFileChunk, toHex } from "./chunk_codec.ts";
 import { type CompletedRecord, CompletedStore } from "./completed_store.ts";
 import { decideGeneration, type KnownGeneration } from "./generation.ts";
-import { HandlePool, readAt, writeAt } from "./handle_pool.ts";
+import { HandlePool, writeAt } from "./handle_pool.ts";
 import { isPathError, isPlaceError, isTooLargeError } from "./io_errors.ts";
 import { appendLines, readJournal } from "./journal.ts";
 import type { Logger } from "./logger.ts";
