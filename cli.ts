@@ -5,15 +5,26 @@
  * @module
  */
 import denoConfig from "./deno.json" with { type: "json" };
-import { helpText, parseArgs, PROGRAM, usage, UsageError, versionText } from "./src/args.ts";
+import {
+  EXIT_CODES,
+  helpText,
+  parseArgs,
+  PROGRAM,
+  usage,
+  UsageError,
+  versionText,
+} from "./src/args.ts";
 import { toHex } from "./src/chunk_codec.ts";
 import { ConfigError } from "./src/config_file.ts";
 import { checkReport, readCommands, shutdownSummary } from "./src/console.ts";
 import { CRASH_ENV, crashHookFromSpec } from "./src/crash_points.ts";
+import { DrainWatch, lagText, type OffsetsAdmin, partitionLags } from "./src/drain.ts";
 import { permissionMessage, type RefusedPermission, refusedPermission } from "./src/io_errors.ts";
 import { Level, Logger } from "./src/logger.ts";
 import { quietKafkajsTimerWarnings } from "./src/process_warnings.ts";
 import { LOG_FILE_NAME } from "./src/safe_path.ts";
+import { RateMeter } from "./src/rate_meter.ts";
+import { drainReport, runSummary, writeRunSummary } from "./src/run_summary.ts";
 import { resolveSettings } from "./src/settings.ts";
 import { dirname, join, resolve } from "node:path";
 
@@ -81,7 +92,7 @@ async function main(args: string[]): Promise<number> {
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     printErr(`${usage()}\n${PROGRAM}: error: ${error.message}\n`);
-    return 2;
+    return EXIT_CODES.usage;
   }
   if (parsed.help) {
     console.log(helpText());
@@ -141,7 +152,7 @@ async function main(args: string[]): Promise<number> {
     if (!(error instanceof RangeError)) throw error;
     printErr(`${PROGRAM}: error: ${error.message}\n`);
     logger.close();
-    return 2;
+    return EXIT_CODES.usage;
   }
   const downloader = new Downloader({
     kafka,
@@ -206,9 +217,37 @@ async function main(args: string[]): Promise<number> {
   const onSignal = (name: string) => () => requestStop(name);
   const signals = [["SIGINT", onSignal("Ctrl-C")], ["SIGTERM", onSignal("SIGTERM")]] as const;
   for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
+  // Offsets of the group (lag in `check`, drain mode, the summary), asked with a timeout.
+  const admin = kafka.admin();
+  let adminReady: Promise<void> | undefined;
+  const lags = async () => {
+    adminReady ??= admin.connect();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        adminReady.then(() =>
+          partitionLags(admin as OffsetsAdmin, options.consumerTopicName, settings.groupId)
+        ),
+        new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), 5000)),
+      ]);
+    } catch {
+      adminReady = undefined;
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const rate = new RateMeter(() => downloader.status().bytesProcessed);
   readCommands(Deno.stdin.readable, (command) => {
     if (command === "quit") requestStop("quit");
-    else logger.info(checkReport(downloader.status()));
+    else {
+      const report = checkReport(downloader.status());
+      lags().then((found) => {
+        const extra = [rate.text()];
+        if (found) extra.push(lagText(found));
+        logger.info(`${report}\n${extra.join("; ")}`);
+      });
+    }
   }).catch(() => {});
 
   logger.info(`Listening for files to reconstruct in ${settings.outputDir}`);
@@ -223,35 +262,96 @@ async function main(args: string[]): Promise<number> {
     ? setInterval(() => logger.info("."), options.updateSeconds * 1000)
     : undefined;
 
-  let code = 0;
-  const started = downloader.start().then(() => telemetry.start()).then(
+  let code: number = EXIT_CODES.ok;
+  let drain: DrainWatch | undefined;
+  let drainMarks: Map<number, number> | undefined;
+  const startDrain = async () => {
+    if (!options.exitWhenDone) return;
+    adminReady ??= admin.connect();
+    await adminReady;
+    drain = new DrainWatch({
+      admin: admin as OffsetsAdmin,
+      topic: options.consumerTopicName,
+      groupId: settings.groupId,
+    });
+    drainMarks = await drain.begin();
+    const records = [...drainMarks.values()].reduce((sum, n) => sum + n, 0);
+    logger.info(
+      `Drain mode: exiting once the group has consumed every partition up to its end now (${
+        [...drainMarks].map(([p, end]) => `partition ${p}: ${end}`).join(", ")
+      }; ${records} records in all)`,
+    );
+    drain.done().then((done) => done && requestStop("drained"));
+  };
+  const started = downloader.start().then(() => telemetry.start()).then(startDrain).then(
     () => ({ started: true as const }),
     (error: unknown) => ({ error }),
   );
   const outcome = await Promise.race([started, stopRequested.then((reason) => ({ reason }))]);
+  let stopReason = "error";
   if ("error" in outcome) {
     const message = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
     refusal ??= permissionProblem(outcome.error);
     if (refusal === undefined) {
       logger.error(message.startsWith("Cannot") ? message : `Cannot start: ${message}`);
     }
-    code = 1;
+    code = EXIT_CODES.error;
   } else {
-    const reason = "reason" in outcome ? outcome.reason : await stopRequested;
-    logger.info(`Shutting down (${reason}): finishing and committing the current batches`);
+    stopReason = "reason" in outcome ? outcome.reason : await stopRequested;
+    logger.info(`Shutting down (${stopReason}): finishing and committing the current batches`);
   }
+  drain?.stop();
   clearInterval(alive);
+  rate.stop();
   await downloader.stop();
+  const status = downloader.status();
+  if (stopReason === "drained") {
+    const verdict = drainReport(status);
+    if (verdict.complete) logger.info(verdict.text);
+    else {
+      logger.warning(verdict.text);
+      code = EXIT_CODES.incomplete;
+    }
+  }
   if (options.heartbeatTopicName !== undefined) logger.info("Cleaning up heartbeat producer");
   if (options.logTopicName !== undefined) logger.info("Cleaning up log producer");
   await telemetry.stop();
   logger.info(`File reconstructor writing to ${settings.outputDir} shut down`);
-  logger.info(shutdownSummary(downloader.status(), start, new Date()));
+  const end = new Date();
+  logger.info(shutdownSummary(status, start, end));
+  if (refusal !== undefined) code = EXIT_CODES.error;
+  if (options.summaryJson !== undefined) {
+    const summary = runSummary({
+      program: PROGRAM,
+      version: denoConfig.version,
+      topic: options.consumerTopicName,
+      consumerGroup: settings.groupId,
+      outputDir: settings.outputDir,
+      started: start,
+      ended: end,
+      reason: refusal !== undefined ? "error" : stopReason,
+      exitCode: code,
+      status,
+      lags: adminReady ? await lags() : undefined,
+      drainMarks,
+    });
+    const path = resolve(options.summaryJson);
+    await writeRunSummary(path, summary).then(
+      () => logger.info(`Summary written to ${path}`),
+      (error) => {
+        logger.error(
+          `Cannot write the summary to ${path}: ${error instanceof Error ? error.message : error}`,
+        );
+        if (code === EXIT_CODES.ok) code = EXIT_CODES.error;
+      },
+    );
+  }
+  if (adminReady) await admin.disconnect().catch(() => {});
   for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
   logger.close();
   if (refusal !== undefined) {
     printErr(`${PROGRAM}: error: ${refusal}\n`);
-    return 1;
+    return EXIT_CODES.error;
   }
   return code;
 }

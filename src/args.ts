@@ -45,6 +45,10 @@ export interface CliOptions {
   logTopicName: string | undefined;
   logProgramId: string | undefined;
   logIntervalSecs: number;
+  /** Drain mode: stop once the group has consumed the topic up to its end at start. */
+  exitWhenDone: boolean;
+  /** Where to write the end-of-run summary as JSON, or `undefined`. */
+  summaryJson: string | undefined;
 }
 
 type Kind = "string" | "positive_int" | "int" | "level" | "nonneg_float" | "regex" | "flag";
@@ -203,7 +207,34 @@ const OPTIONS: readonly OptionSpec[] = [
     default: "60",
     help: "Seconds between log messages",
   },
+  {
+    flag: "--exit_when_done",
+    key: "exitWhenDone",
+    kind: "flag",
+    help:
+      "Drain mode: note each partition's end offset at start, and exit once the consumer group has consumed every partition up to it (exit status 0, or 3 when files stayed incomplete or were rejected)",
+  },
+  {
+    flag: "--summary_json",
+    key: "summaryJson",
+    kind: "string",
+    metavar: "PATH",
+    help:
+      "Write the end-of-run summary (files published, rejected and incomplete, bytes, seconds, offsets reached) to this file as JSON",
+  },
 ];
+
+/** Exit statuses of the program, as `-h` and README list them. */
+export const EXIT_CODES = {
+  /** Stopped as asked (q, Ctrl-C, SIGTERM), or drained with every file begun published. */
+  ok: 0,
+  /** Could not run: a bad config, a missing permission, a broker or topic that failed at start. */
+  error: 1,
+  /** Bad command-line arguments. */
+  usage: 2,
+  /** Drain mode ended with files left incomplete or rejected (named in the summary). */
+  incomplete: 3,
+} as const;
 
 /** The one-line usage. */
 export function usage(): string {
@@ -231,6 +262,14 @@ export function helpText(): string {
     const help = o.default !== undefined ? `${o.help} (default = ${o.default})` : o.help;
     lines.push(head.length < 24 ? head.padEnd(24) + help : `${head}\n${" ".repeat(24)}${help}`);
   }
+  lines.push(
+    "",
+    "exit status:",
+    `  ${EXIT_CODES.ok}  stopped as asked, or (--exit_when_done) drained with every file begun published`,
+    `  ${EXIT_CODES.error}  could not run: a config error, a missing permission, a failure at start`,
+    `  ${EXIT_CODES.usage}  bad command-line arguments`,
+    `  ${EXIT_CODES.incomplete}  (--exit_when_done) files stayed incomplete or were rejected; the summary names them`,
+  );
   return lines.join("\n");
 }
 

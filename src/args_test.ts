@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   type CliOptions,
+  EXIT_CODES,
   helpText,
   LEVELS,
   parseArgs,
@@ -371,6 +372,8 @@ Deno.test("helpText() lists every option, with '(default = X)' where there is a 
     "--heartbeat_program_id",
     "--log_topic_name",
     "--log_program_id",
+    "--exit_when_done",
+    "--summary_json",
   ];
   const lines = text.split("\n");
   /** The help of `flag`: its line and the continuation line, if any. */
@@ -393,6 +396,13 @@ Deno.test("helpText() lists every option, with '(default = X)' where there is a 
   );
   assert.match(entry("--n_threads"), /^ {2}--n_threads N_THREADS /);
   assert.match(entry("--download_regex"), /^ {2}--download_regex REGEX /);
+  assert.match(entry("--exit_when_done"), /^ {2}--exit_when_done\s/);
+  assert.match(entry("--summary_json"), /^ {2}--summary_json PATH\s/);
+  // Every exit status is listed with its meaning.
+  const statuses = text.slice(text.indexOf("\nexit status:\n"));
+  for (const code of Object.values(EXIT_CODES)) {
+    assert.match(statuses, new RegExp(`^ {2}${code} {2}\\S`, "m"), `exit status ${code}`);
+  }
   // Every option of the help is one parseArgs() knows.
   const flags = [...text.matchAll(/^ {2}(--\w+)/gm)].map((m) => m[1]).filter((f) =>
     f !== "--version"
@@ -404,7 +414,9 @@ Deno.test("helpText() lists every option, with '(default = X)' where there is a 
         parseArgs([
           "out",
           flag as string,
-          ...(flag === "--treat_undecryptable_as_plaintext" ? [] : ["1"]),
+          ...(["--treat_undecryptable_as_plaintext", "--exit_when_done"].includes(flag!)
+            ? []
+            : ["1"]),
         ]),
       flag,
     );

@@ -33,6 +33,8 @@ const status: DownloadStatus = {
   givenUp: 0,
   recent: ["a/b.dat", "c.dat"],
   inProgress: [{ path: "big/x.raw", chunks: 3, total: 8, bytes: 3 }],
+  rejected: [],
+  committed: {},
 };
 
 Deno.test("check reports counts, each file in progress with its share, and the recent files", () => {

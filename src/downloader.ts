@@ -89,7 +89,18 @@ export interface DownloadStatus {
   /** Paths of the most recent completed files, oldest first. */
   recent: string[];
   inProgress: { path: string; chunks: number; total: number; bytes: number }[];
+  /**
+   * Files of this run that could not be rebuilt (a whole-file hash that did not match, a chunk
+   * refused), with why; a file rebuilt later in the run leaves the list. At most
+   * {@linkcode REJECTED_FILES} are kept.
+   */
+  rejected: { path: string; reason: string }[];
+  /** The offsets this process committed last, by partition. */
+  committed: Record<number, string>;
 }
+
+/** Rejected files remembered for the status. */
+export const REJECTED_FILES = 1000;
 
 /** The record's Kafka timestamp in milliseconds, or `null` when it has none. */
 function recordTime(message: KafkaMessage): number | null {
@@ -124,6 +135,8 @@ export class Downloader {
     badRecords: 0,
   };
   #recent: string[] = [];
+  readonly #rejected = new Map<string, string>();
+  readonly #committed = new Map<number, string>();
 
   constructor(options: DownloaderOptions) {
     this.#o = options;
@@ -147,7 +160,14 @@ export class Downloader {
   /** Counts and files so far. */
   status(): DownloadStatus {
     const { inProgress, givenUp } = this.#assembler.status();
-    return { ...this.#counts, givenUp, recent: [...this.#recent], inProgress };
+    return {
+      ...this.#counts,
+      givenUp,
+      recent: [...this.#recent],
+      inProgress,
+      rejected: [...this.#rejected].map(([path, reason]) => ({ path, reason })),
+      committed: Object.fromEntries(this.#committed),
+    };
   }
 
   #sleep(seconds: number): Promise<void> {
@@ -386,6 +406,7 @@ export class Downloader {
     this.#o.crashHook?.("between-flush-and-commit");
     try {
       await consumer.commitOffsets([{ topic, partition, offset }]);
+      this.#committed.set(partition, offset);
     } catch (error) {
       this.#logger.warning(
         `Cannot commit offset ${offset} of partition ${partition} (${
@@ -525,11 +546,16 @@ export class Downloader {
         : `chunk ${chunk.chunkI}/${chunk.nTotalChunks} of "${target.path}" cannot be written: ${
           error instanceof Error ? error.message : error
         }`;
+      this.#reportRejected(target.path, reason);
       return await this.#reject(topic, partition, message, reason);
     }
     this.#counts.messagesProcessed++;
     this.#counts.bytesProcessed += chunk.data.length;
+    if (outcome.status === "mismatch") {
+      this.#reportRejected(outcome.path, "its whole-file SHA-512 did not match");
+    }
     if (outcome.status === "completed") {
+      this.#rejected.delete(outcome.path);
       this.#counts.filesCompleted++;
       this.#recent.push(outcome.path);
       if (this.#recent.length > RECENT_FILES) this.#recent.shift();
@@ -537,6 +563,14 @@ export class Downloader {
         `File ${outcome.path} successfully reconstructed from stream (${outcome.bytes} bytes)`,
       );
     }
+  }
+
+  #reportRejected(path: string, reason: string): void {
+    this.#rejected.delete(path);
+    if (this.#rejected.size >= REJECTED_FILES) {
+      this.#rejected.delete(this.#rejected.keys().next().value!);
+    }
+    this.#rejected.set(path, reason);
   }
 
   /** Stops the consumers (each finishes and commits its current batch), then syncs and closes files. */

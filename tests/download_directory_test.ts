@@ -48,6 +48,10 @@ for (const threads of [1, 4]) {
         `\\d+ messages read, \\d+ messages processed, ${files} files completely reconstructed`,
       ),
     );
+    // Then the rate and the group's lag, which is 0 on every partition once all is committed.
+    await cli.waitFor(
+      /writing \d+\.\d+ MB\/s over the last 10 s; consumer lag 0 records \(partition 0: 0, 1: 0, 2: 0, 3: 0\)/,
+    );
     assert.equal(await cli.quit(), 0);
     await assertSameTree(root, out);
     assert.match(cli.output, /shut down/);

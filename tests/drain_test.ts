@@ -1,0 +1,233 @@
+/**
+ * Drain mode (`--exit_when_done`) and the run summary (`--summary_json`) against a real broker:
+ * a run that ends by itself with exit status 0 when every file begun was published, 3 when a
+ * file stayed incomplete or was rejected (named in the log and the summary), and a drain that a
+ * rebalance interrupts: the partitions another member held are finished once they move.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { CompressionTypes } from "kafkajs";
+import type { RunSummary } from "../src/run_summary.ts";
+import { registerCodecs } from "../src/compression.ts";
+import {
+  assertSameTree,
+  chunkMessagesOfTree,
+  CliProcess,
+  fastRejoinConfig,
+  join,
+  sleep,
+  startDownloader,
+  tempDir,
+  writeRandomFile,
+} from "./_cli.ts";
+import {
+  bootstrapServers,
+  committedOffsets,
+  createTopic,
+  endOffsets,
+  testKafka,
+  uniqueGroupId,
+} from "./_kafka.ts";
+
+const MEMBER = new URL("./_idle_member.ts", import.meta.url).pathname;
+
+async function send(topic: string, messages: { key: string; value: Buffer }[]) {
+  registerCodecs();
+  const producer = testKafka().producer();
+  await producer.connect();
+  try {
+    await producer.send({ topic, compression: CompressionTypes.LZ4, messages });
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+async function readSummary(path: string): Promise<RunSummary> {
+  return JSON.parse(await Deno.readTextFile(path)) as RunSummary;
+}
+
+Deno.test("drain mode: every file published means exit 0, the summary says so, and a second drain has nothing to do", async () => {
+  const root = await tempDir("src");
+  await writeRandomFile(join(root, "a.bin"), 300_000);
+  await writeRandomFile(join(root, "sub/b.bin"), 70_000);
+  const topic = await createTopic(3, "drain_ok");
+  const group = uniqueGroupId("drain_ok");
+  await send(topic, await chunkMessagesOfTree(root));
+  const out = await tempDir("out");
+  const summaryPath = join(await tempDir("summary"), "run.json");
+
+  const cli = startDownloader(
+    out,
+    topic,
+    group,
+    "--n_threads",
+    "2",
+    "--exit_when_done",
+    "--summary_json",
+    summaryPath,
+  );
+  assert.equal(await cli.exit(120_000), 0, cli.output);
+  await assertSameTree(root, out);
+  assert.match(cli.output, /Drain mode: exiting once the group has consumed every partition/);
+  assert.match(cli.output, /Drained: .* every file begun was published \(2 in this run\)/);
+  const summary = await readSummary(summaryPath);
+  assert.equal(summary.reason, "drained");
+  assert.equal(summary.exitCode, 0);
+  assert.equal(summary.files.published, 2);
+  assert.deepEqual(summary.files.incomplete, []);
+  assert.deepEqual(summary.files.rejected, []);
+  assert.equal(summary.bytes.written, 370_000);
+  assert.equal(summary.consumerGroup, group);
+  // The offsets reached are the topic's ends, in the group and in the drain marks.
+  const ends = await endOffsets(topic);
+  for (const [partition, end] of ends) {
+    if (end === 0n) continue; // a partition no chunk went to has no committed offset
+    const o = summary.offsets[String(partition)]!;
+    assert.equal(o.end, Number(end));
+    assert.equal(o.committed, Number(end));
+    assert.equal(o.drainMark, Number(end));
+  }
+  const committed = await committedOffsets(group, topic);
+  for (const [partition, end] of ends) {
+    if (end > 0n) assert.equal(committed.get(partition), end);
+  }
+
+  // The same group again: nothing left, so it ends at once, publishing nothing.
+  const again = startDownloader(
+    out,
+    topic,
+    group,
+    "--exit_when_done",
+    "--summary_json",
+    summaryPath,
+  );
+  assert.equal(await again.exit(120_000), 0, again.output);
+  assert.equal((await readSummary(summaryPath)).files.published, 0);
+  await assertSameTree(root, out);
+});
+
+Deno.test("drain mode: a file missing a chunk and a file failing its hash mean exit 3, with both named", async () => {
+  const root = await tempDir("src");
+  await writeRandomFile(join(root, "whole.bin"), 200_000);
+  await writeRandomFile(join(root, "cut/short.bin"), 400_000);
+  await writeRandomFile(join(root, "bad.bin"), 150_000);
+  const topic = await createTopic(2, "drain_cut");
+  const group = uniqueGroupId("drain_cut");
+  const messages = await chunkMessagesOfTree(root);
+  // short.bin loses its last chunk; bad.bin's first chunk is replaced by one of another file
+  // claiming its name and hash layout (its chunk hash holds, the whole-file hash does not).
+  const shortChunks = messages.filter((m) => m.key.includes("short.bin"));
+  const dropped = shortChunks[shortChunks.length - 1]!;
+  const kept = messages.filter((m) => m !== dropped);
+  const other = await tempDir("other");
+  await writeRandomFile(join(other, "bad.bin"), 150_000);
+  const badOriginal = kept.filter((m) => m.key.includes("bad.bin"));
+  const badForged = (await chunkMessagesOfTree(other)).filter((m) => m.key.includes("bad.bin"));
+  assert.equal(badOriginal.length, badForged.length);
+  await send(topic, kept.filter((m) => !m.key.includes("bad.bin")));
+  // Same file hash as the original (so one generation), but the first chunk's bytes are other.
+  const { decodeChunk, encodeChunk } = await import("../src/chunk_codec.ts");
+  const original0 = decodeChunk(new Uint8Array(badOriginal[0]!.value));
+  const forged0 = decodeChunk(new Uint8Array(badForged[0]!.value));
+  const mixed = encodeChunk({ ...forged0, fileHash: original0.fileHash });
+  await send(topic, [
+    { key: badOriginal[0]!.key, value: Buffer.from(mixed) },
+    ...badOriginal.slice(1),
+  ]);
+
+  const out = await tempDir("out");
+  const summaryPath = join(await tempDir("summary"), "run.json");
+  const cli = startDownloader(out, topic, group, "--exit_when_done", "--summary_json", summaryPath);
+  assert.equal(await cli.exit(120_000), 3, cli.output);
+  assert.match(cli.output, /Drained with files not rebuilt: 1 incomplete, 1 rejected/);
+  assert.match(cli.output, /cut\/short\.bin \(incomplete: 6\/7 chunks\)/);
+  assert.match(cli.output, /bad\.bin \(rejected: its whole-file SHA-512 did not match\)/);
+  // What could be rebuilt was.
+  assert.deepEqual(
+    await Deno.readFile(join(out, "whole.bin")),
+    await Deno.readFile(join(root, "whole.bin")),
+  );
+  await assert.rejects(Deno.stat(join(out, "cut/short.bin")), Deno.errors.NotFound);
+  await assert.rejects(Deno.stat(join(out, "bad.bin")), Deno.errors.NotFound);
+  const summary = await readSummary(summaryPath);
+  assert.equal(summary.exitCode, 3);
+  assert.equal(summary.files.published, 1);
+  assert.deepEqual(summary.files.incomplete.map((f) => [f.path, f.chunks, f.total]), [[
+    "cut/short.bin",
+    6,
+    7,
+  ]]);
+  assert.deepEqual(summary.files.rejected.map((f) => f.path), ["bad.bin"]);
+});
+
+Deno.test("drain mode: partitions held by another member are finished after a rebalance gives them over", async () => {
+  const root = await tempDir("src");
+  for (let i = 0; i < 8; i++) await writeRandomFile(join(root, `r/${i}.dat`), 200_000 + i);
+  const topic = await createTopic(4, "drain_rebalance");
+  const group = uniqueGroupId("drain_rebalance");
+  await send(topic, await chunkMessagesOfTree(root));
+  const cfg = await fastRejoinConfig(bootstrapServers());
+
+  // A member that holds partitions and never commits joins first.
+  const member = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      MEMBER,
+      bootstrapServers(),
+      topic,
+      group,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const said: string[] = [];
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    for await (const bytes of member.stdout) said.push(...decoder.decode(bytes).split("\n"));
+  })();
+  const out = await tempDir("out");
+  let cli: CliProcess | undefined;
+  try {
+    const deadline = Date.now() + 60_000;
+    while (!said.some((l) => /^joined \d/.test(l))) {
+      assert.ok(Date.now() < deadline, `the member never got a partition: ${said}`);
+      await sleep(100);
+    }
+    cli = new CliProcess([
+      out,
+      "--config",
+      cfg,
+      "--topic_name",
+      topic,
+      "--consumer_group_id",
+      group,
+      "--exit_when_done",
+    ]);
+    // It drains what it holds, then waits for the member's partitions.
+    await cli.waitFor(/joined the group with partitions? \d/);
+    await sleep(5000);
+    const early = await Promise.race([cli.done.then(() => true), Promise.resolve(false)]);
+    assert.equal(early, false, `it ended before the whole topic was consumed:\n${cli.output}`);
+    member.kill("SIGTERM");
+    await member.status;
+    await reading;
+    assert.equal(await cli.exit(120_000), 0, cli.output);
+  } finally {
+    try {
+      member.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+    await member.status;
+    await reading;
+    if (cli) await cli.kill();
+  }
+  await assertSameTree(root, out);
+  const committed = await committedOffsets(group, topic);
+  for (const [partition, end] of await endOffsets(topic)) {
+    if (end > 0n) assert.equal(committed.get(partition), end);
+  }
+});
