@@ -1194,6 +1194,8 @@ export type OversizeMarker =
     readonly detail: string;
     /** How many records the batch holds, or `null` when that was not known. */
     readonly records: number | null;
+    /** Why the batch was set aside: it grows past the cap, or its records are malformed. */
+    readonly kind: "oversize" | "malformed";
     /** Human reason, e.g. `it grows past 128 MiB (…); its 3 records were set aside`. */
     readonly reason: string;
     /** The batch's compressed records, as they came from the broker. */
@@ -1232,6 +1234,7 @@ export function parseOversizeMarker(value: Uint8Array | null): OversizeMarker | 
     cap: number;
     detail: string;
     records: number | null;
+    kind: "oversize" | "malformed";
   };
   const { records } = meta;
   const setAside = records === null
@@ -1242,7 +1245,9 @@ export function parseOversizeMarker(value: Uint8Array | null): OversizeMarker | 
   return {
     first: true,
     ...meta,
-    reason: `it grows past ${formatCap(meta.cap)} (${meta.detail}); ${setAside}`,
+    reason: meta.kind === "malformed"
+      ? `its records are malformed (${meta.detail}); ${setAside}`
+      : `it grows past ${formatCap(meta.cap)} (${meta.detail}); ${setAside}`,
     compressed: toBuffer(value.subarray(metaEnd)),
   };
 }
@@ -1303,6 +1308,62 @@ function writeVarint(dst: Uint8Array, pos: number, n: number): number {
   return pos;
 }
 
+/**
+ * Why `data` is not `count` well-formed v2 records, or `undefined` when it is. Checks the framing
+ * kafkajs relies on (each record's length, and its fields filling exactly that length: attributes,
+ * timestamp and offset deltas, key, value, headers), not the contents.
+ */
+export function malformedRecords(data: Uint8Array, count: number): string | undefined {
+  let pos = 0;
+  let end = data.length;
+  /** A zigzag varint (or varlong) of at most 10 bytes; `undefined` past `end` or too long. */
+  const varint = (): number | undefined => {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (pos >= end) return undefined;
+      const byte = data[pos++]!;
+      value += (byte & 0x7f) * scale;
+      scale *= 128;
+      if (byte < 0x80) return value % 2 === 0 ? value / 2 : -(value + 1) / 2;
+    }
+    return undefined;
+  };
+  /** Skips a length-prefixed field that may be null (-1). */
+  const field = (): boolean => {
+    const length = varint();
+    if (length === undefined || length < -1 || pos + Math.max(length, 0) > end) return false;
+    pos += Math.max(length, 0);
+    return true;
+  };
+  for (let i = 0; i < count; i++) {
+    end = data.length;
+    const length = varint();
+    if (length === undefined || length < 0 || pos + length > data.length) {
+      return `record ${i + 1} of ${count} claims ${length ?? "an unreadable number of"} bytes, past the end of the batch's ${data.length}`;
+    }
+    end = pos + length;
+    const bodyEnd = end;
+    pos++; // attributes
+    if (pos > end || varint() === undefined || varint() === undefined || !field() || !field()) {
+      return `record ${i + 1} of ${count} has fields that do not fit in its ${length} bytes`;
+    }
+    const headers = varint();
+    if (headers === undefined || headers < 0) {
+      return `record ${i + 1} of ${count} has an unreadable header count`;
+    }
+    for (let h = 0; h < headers; h++) {
+      if (!field() || !field()) {
+        return `record ${i + 1} of ${count} has headers that do not fit in its ${length} bytes`;
+      }
+    }
+    if (pos !== bodyEnd) {
+      return `record ${i + 1} of ${count} ends ${bodyEnd - pos} bytes before its declared length`;
+    }
+  }
+  return undefined;
+}
+
 /** Size of the body of a v2 record with no key, no headers, timestamp delta 0. */
 function recordBodyLength(offsetDelta: number, valueLength: number): number {
   return 1 + 1 + varintLength(offsetDelta) + 1 + varintLength(valueLength) + valueLength + 1;
@@ -1335,21 +1396,28 @@ function writeRecord(dst: Uint8Array, pos: number, offsetDelta: number, value: U
  * handling them commits past the whole batch. When the header is not found (not a kafkajs fetch),
  * one marker is made, which is right for a batch of one record.
  */
-function oversizeMarkers(compressed: Uint8Array, error: OversizeError): Buffer {
-  const header = enclosingBatchHeader(compressed, CODEC_TYPES[error.codec]);
+function setAsideMarkers(
+  compressed: Uint8Array,
+  codec: CodecName,
+  cap: number,
+  kind: "oversize" | "malformed",
+  detail: string,
+): Buffer {
+  const header = enclosingBatchHeader(compressed, CODEC_TYPES[codec]);
   const count = header?.count ?? 1;
   if (count > MAX_OVERSIZE_MARKERS) {
-    throw new OversizeError(
-      error.codec,
-      error.cap,
-      `${error.detail}; its header claims ${count} records, more than the ${MAX_OVERSIZE_MARKERS} that can be set aside`,
-    );
+    const why =
+      `${detail}; its header claims ${count} records, more than the ${MAX_OVERSIZE_MARKERS} that can be set aside`;
+    throw kind === "oversize"
+      ? new OversizeError(codec, cap, why)
+      : new CompressionError(codec, `its records are malformed (${why})`);
   }
   const meta = new TextEncoder().encode(JSON.stringify({
-    codec: error.codec.toUpperCase(),
-    cap: error.cap,
-    detail: error.detail,
+    codec: codec.toUpperCase(),
+    cap,
+    detail,
     records: header?.count ?? null,
+    kind,
   }));
   const n = MARKER_MAGIC.length;
   const first = new Uint8Array(n + 5 + meta.length + compressed.length);
@@ -1405,40 +1473,49 @@ export function createCodecs(options: CodecOptions = {}): KafkaCodecs {
     throw new RangeError(`maxBatchBytes must be a positive integer, got ${cap}`);
   }
   const decompressor = (
+    codec: CodecName,
     decode: (src: Uint8Array, maxOutput: number) => Uint8Array | Promise<Uint8Array>,
   ) =>
   async (buffer: Buffer): Promise<Buffer> => {
+    let records: Uint8Array;
     try {
-      return toBuffer(await decode(buffer, cap));
+      records = await decode(buffer, cap);
     } catch (error) {
-      if (error instanceof OversizeError) return oversizeMarkers(buffer, error);
+      if (error instanceof OversizeError) {
+        return setAsideMarkers(buffer, codec, cap, "oversize", error.detail);
+      }
       throw error;
     }
+    // Records kafkajs cannot decode would fail the whole fetch, over and over.
+    const header = enclosingBatchHeader(buffer, CODEC_TYPES[codec]);
+    const problem = header && malformedRecords(records, header.count);
+    if (problem !== undefined) return setAsideMarkers(buffer, codec, cap, "malformed", problem);
+    return toBuffer(records);
   };
   return {
     gzip: {
       async compress(encoder) {
         return toBuffer(await gzipCompress(encoder.buffer));
       },
-      decompress: decompressor(gzipDecompress),
+      decompress: decompressor("gzip", gzipDecompress),
     },
     lz4: {
       compress(encoder) {
         return Promise.resolve().then(() => toBuffer(lz4Compress(encoder.buffer)));
       },
-      decompress: decompressor(lz4Decompress),
+      decompress: decompressor("lz4", lz4Decompress),
     },
     snappy: {
       compress(encoder) {
         return Promise.resolve().then(() => toBuffer(snappyCompress(encoder.buffer)));
       },
-      decompress: decompressor(snappyDecompress),
+      decompress: decompressor("snappy", snappyDecompress),
     },
     zstd: {
       async compress(encoder) {
         return toBuffer(await zstdCompress(encoder.buffer));
       },
-      decompress: decompressor(zstdDecompress),
+      decompress: decompressor("zstd", zstdDecompress),
     },
   };
 }

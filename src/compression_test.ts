@@ -23,6 +23,7 @@ import {
   lz4Codec,
   lz4Compress,
   lz4Decompress,
+  malformedRecords,
   MAX_BATCH_BYTES,
   MAX_OVERSIZE_MARKERS,
   OversizeError,
@@ -899,5 +900,54 @@ Deno.test("a small batch decodes into a buffer of its own size (its records neve
     const out = decode(lz4Compress(record));
     assert.deepEqual(out, record);
     assert.ok(out.buffer.byteLength <= record.length + 4096, `${out.buffer.byteLength} bytes held`);
+  }
+});
+
+Deno.test("malformedRecords accepts what kafkajs encodes and names the first record that breaks the framing", async () => {
+  const kafkajs = await kafkajsInternals();
+  const good = serializeRecords(kafkajs, [INPUTS.text!, new Uint8Array(0), new Uint8Array(300)]);
+  assert.equal(malformedRecords(good, 3), undefined);
+  assert.equal(malformedRecords(new Uint8Array(0), 0), undefined);
+  // Fewer records than the header claims.
+  assert.match(malformedRecords(good, 4)!, /^record 4 of 4 claims an unreadable number of bytes/);
+  // Cut short inside the last record.
+  assert.match(
+    malformedRecords(good.subarray(0, good.length - 5), 3)!,
+    /^record 3 of 3 claims \d+ bytes, past the end/,
+  );
+  // A record declaring more bytes than its fields take (Kafka refuses that too).
+  const first =
+    kafkajs.record({ offsetDelta: 0, key: Buffer.from("k"), value: Buffer.from("v") }).buffer;
+  const longer = Buffer.concat([Buffer.from([first[0]! + 2]), first.subarray(1), Buffer.from([0])]);
+  assert.match(
+    malformedRecords(longer, 1)!,
+    /^record 1 of 1 ends 1 bytes before its declared length/,
+  );
+  // ... or fewer.
+  const shorter = Buffer.concat([Buffer.from([first[0]! - 8]), first.subarray(1)]);
+  assert.match(malformedRecords(shorter, 1)!, /^record 1 of 1 has fields that do not fit/);
+});
+
+Deno.test("a batch whose records are malformed reaches kafkajs as marker records that say so", async () => {
+  const kafkajs = await kafkajsInternals();
+  const codecs = createCodecs();
+  const good = serializeRecords(kafkajs, [INPUTS.text!, INPUTS.text!]);
+  const broken = good.subarray(0, good.length - 3);
+  for (const [name, type, compress] of COMPRESSORS) {
+    const records = await decodeWith(kafkajs, codecs, recordBatch(type, await compress(broken), 2));
+    assert.deepEqual(records.map((r) => r.offset), ["41", "42"], name);
+    const first = parseOversizeMarker(records[0]!.value);
+    assert.ok(first?.first, name);
+    assert.equal(first.kind, "malformed");
+    assert.match(
+      first.reason,
+      /^its records are malformed \(record 2 of 2 .+\); its 2 records were set aside$/,
+    );
+    // Well-formed records still decode as themselves.
+    const fine = await decodeWith(kafkajs, codecs, recordBatch(type, await compress(good), 2));
+    assert.deepEqual(fine.map((r) => Buffer.from(r.value!).equals(Buffer.from(INPUTS.text!))), [
+      true,
+      true,
+    ]);
   }
 });

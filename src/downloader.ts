@@ -491,7 +491,9 @@ export class Downloader {
         topic,
         partition,
         { ...message, value: marker.compressed },
-        `Cannot decompress a ${marker.codec} batch on partition ${partition} at offset ${message.offset}: ${marker.reason}`,
+        `Cannot ${
+          marker.kind === "malformed" ? "read" : "decompress"
+        } a ${marker.codec} batch on partition ${partition} at offset ${message.offset}: ${marker.reason}`,
       );
     }
     let chunk: DataFileChunk;

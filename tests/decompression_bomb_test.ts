@@ -1,9 +1,10 @@
 /**
- * Decompression bombs against the real CLI and broker. A ZSTD batch of about 100 KB decodes to
+ * Decompression bombs and malformed compressed batches against the real CLI and broker. A ZSTD batch of about 100 KB decodes to
  * 1 GiB (its first frame declares a few bytes, the big frame declares nothing), and a GZIP batch
  * of about 520 KB inflates to 512 MiB; ordinary files follow each on the same partition. The
  * process stays up with bounded memory, each bomb is quarantined with a clear warning, the files
- * after it are rebuilt byte-identical, and every offset is committed past the bombs.
+ * after it are rebuilt byte-identical, and every offset is committed past the bombs. A batch whose
+ * records are malformed (which the broker accepts) is set aside the same way.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -220,6 +221,57 @@ Deno.test("decompression bombs are quarantined with bounded memory and the parti
         new RegExp(`reason: Cannot decompress a ${codec} batch on partition ${partition}`),
       );
     }
+    await assertSameTree(root, out);
+  } finally {
+    if (cli) await cli.kill().catch(() => {});
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+    await Deno.remove(out, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("a compressed batch whose records are malformed is set aside, and the partition goes on", async () => {
+  // Record 2 of 3 declares fewer bytes than its fields take, as a buggy producer wrote it once;
+  // the broker accepts such a batch, kafkajs would fail the whole fetch on it, again and again.
+  const bad = record(1, "its declared length is too short");
+  const claimed = varint(bad.length - 12);
+  const malformed = new Uint8Array([...claimed, ...bad.subarray(varint(bad.length - 1).length)]);
+  const records = new Uint8Array([...record(0, "first"), ...malformed, ...record(2, "third")]);
+  const { lz4Compress, malformedRecords } = await import("../src/compression.ts");
+  assert.match(malformedRecords(records, 3) ?? "", /^record 2 of 3 /);
+
+  const root = await tempDir("malformed_src");
+  const out = await tempDir("malformed_out");
+  let cli: ReturnType<typeof startDownloader> | undefined;
+  try {
+    await writeRandomFile(join(root, "before.bin"), 200_000);
+    await writeRandomFile(join(root, "after.bin"), 200_000);
+    const topic = await createTopic(1, "malformed");
+    const group = uniqueGroupId("malformed");
+    registerCodecs();
+    const producer = testKafka().producer();
+    await producer.connect();
+    try {
+      const { Types } = kafkajsCompression;
+      const sendFile = async (name: string) => {
+        const messages = [];
+        for await (const m of chunkMessagesOfFile(join(root, name), root, 65536)) messages.push(m);
+        await producer.send({ topic, compression: Types.LZ4, acks: -1, messages });
+      };
+      await sendFile("before.bin");
+      await sendCompressed(producer, topic, 0, Types.LZ4, lz4Compress(records), 3);
+      await sendFile("after.bin");
+    } finally {
+      await producer.disconnect();
+    }
+    cli = startDownloader(out, topic, group);
+    await cli.waitFor(/successfully reconstructed from stream/, 60_000, 2);
+    await waitForCommitted(group, topic, 30_000);
+    assert.equal(await cli.quit(), 0);
+    assert.match(
+      cli.output,
+      /WARNING: Skipping the record at offset 4 of partition 0 of "[^"]+": Cannot read a LZ4 batch on partition 0 at offset 4: its records are malformed \(record 2 of 3 has fields that do not fit in its \d+ bytes\); its 3 records were set aside \(kept in /,
+    );
+    assert.doesNotMatch(cli.output, /stopped on an error|ERROR/);
     await assertSameTree(root, out);
   } finally {
     if (cli) await cli.kill().catch(() => {});
