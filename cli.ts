@@ -23,6 +23,7 @@ import { permissionMessage, type RefusedPermission, refusedPermission } from "./
 import { Level, Logger } from "./src/logger.ts";
 import { quietKafkajsTimerWarnings } from "./src/process_warnings.ts";
 import { LOG_FILE_NAME } from "./src/safe_path.ts";
+import { type MetricsSnapshot, serveMetrics } from "./src/metrics.ts";
 import { RateMeter } from "./src/rate_meter.ts";
 import { drainReport, runSummary, writeRunSummary } from "./src/run_summary.ts";
 import { resolveSettings } from "./src/settings.ts";
@@ -195,8 +196,10 @@ async function main(args: string[]): Promise<number> {
   // A permission refused anywhere (a broker the metadata names, a write) never clears by itself
   // and library code may only log it while it retries: stop with the message instead.
   let refusal: string | undefined;
+  let lastErrorAt: number | null = null;
   logger.listener = (level, text) => {
     telemetry.capture(text);
+    if (level >= Level.ERROR) lastErrorAt = Date.now();
     if (refusal === undefined && level >= Level.WARNING) {
       refusal = permissionProblem(text);
       if (refusal !== undefined) requestStop("a permission is missing");
@@ -238,6 +241,36 @@ async function main(args: string[]): Promise<number> {
     }
   };
   const rate = new RateMeter(() => downloader.status().bytesProcessed);
+  let metrics: { url: string; shutdown: () => Promise<void> } | undefined;
+  let lagsSeen: MetricsSnapshot["lags"];
+  let lagPoll: ReturnType<typeof setInterval> | undefined;
+  if (options.metricsPort !== undefined) {
+    try {
+      metrics = serveMetrics({
+        hostname: options.metricsHost,
+        port: options.metricsPort,
+        snapshot: () => ({
+          status: downloader.status(),
+          health: downloader.health(),
+          lags: lagsSeen,
+          lastErrorAt,
+          now: Date.now(),
+        }),
+      });
+    } catch (error) {
+      const message = permissionProblem(error) ??
+        `Cannot serve metrics on ${options.metricsHost}:${options.metricsPort}: ${
+          error instanceof Error ? error.message : error
+        }`;
+      printErr(`${PROGRAM}: error: ${message}\n`);
+      logger.close();
+      return EXIT_CODES.error;
+    }
+    logger.info(`Metrics at ${metrics.url}/metrics, health at ${metrics.url}/healthz`);
+    const poll = () => lags().then((found) => lagsSeen = found ?? lagsSeen);
+    lagPoll = setInterval(poll, 5000);
+    poll();
+  }
   readCommands(Deno.stdin.readable, (command) => {
     if (command === "quit") requestStop("quit");
     else {
@@ -302,6 +335,7 @@ async function main(args: string[]): Promise<number> {
   }
   drain?.stop();
   clearInterval(alive);
+  clearInterval(lagPoll);
   rate.stop();
   await downloader.stop();
   const status = downloader.status();
@@ -346,6 +380,7 @@ async function main(args: string[]): Promise<number> {
       },
     );
   }
+  await metrics?.shutdown();
   if (adminReady) await admin.disconnect().catch(() => {});
   for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
   logger.close();

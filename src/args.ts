@@ -49,9 +49,21 @@ export interface CliOptions {
   exitWhenDone: boolean;
   /** Where to write the end-of-run summary as JSON, or `undefined`. */
   summaryJson: string | undefined;
+  /** Port of the metrics endpoint (0: any free port), or `undefined` for none. */
+  metricsPort: number | undefined;
+  /** Address the metrics endpoint listens on. */
+  metricsHost: string;
 }
 
-type Kind = "string" | "positive_int" | "int" | "level" | "nonneg_float" | "regex" | "flag";
+type Kind =
+  | "string"
+  | "positive_int"
+  | "int"
+  | "port"
+  | "level"
+  | "nonneg_float"
+  | "regex"
+  | "flag";
 
 interface OptionSpec {
   flag: string;
@@ -222,6 +234,22 @@ const OPTIONS: readonly OptionSpec[] = [
     help:
       "Write the end-of-run summary (files published, rejected and incomplete, bytes, seconds, offsets reached) to this file as JSON",
   },
+  {
+    flag: "--metrics_port",
+    key: "metricsPort",
+    kind: "port",
+    metavar: "PORT",
+    help:
+      "Serve /metrics (Prometheus text) and /healthz (200, or 503 when stuck) on this port (0: any free port; the address is logged)",
+  },
+  {
+    flag: "--metrics_host",
+    key: "metricsHost",
+    kind: "string",
+    metavar: "HOST",
+    default: "127.0.0.1",
+    help: "Address the metrics endpoint listens on",
+  },
 ];
 
 /** Exit statuses of the program, as `-h` and README list them. */
@@ -322,6 +350,11 @@ function convert(o: OptionSpec, raw: string): CliOptions[OptionSpec["key"]] {
     case "int": {
       const n = pythonInt(raw);
       if (n === undefined) throw invalid("int");
+      return n;
+    }
+    case "port": {
+      const n = pythonInt(raw);
+      if (n === undefined || n < 0 || n > 65535) throw invalid("port");
       return n;
     }
     case "nonneg_float": {
@@ -426,6 +459,9 @@ export function parseArgs(argv: readonly string[]): ParseResult {
     logTopicName: undefined,
     logProgramId: undefined,
     treatUndecryptableAsPlaintext: false,
+    exitWhenDone: false,
+    summaryJson: undefined,
+    metricsPort: undefined,
   };
   const given = new Set<OptionSpec["key"]>();
   const positionals: string[] = [];

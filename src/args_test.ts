@@ -58,6 +58,10 @@ Deno.test("parseArgs() fills in the reference's defaults", () => {
     logTopicName: undefined,
     logProgramId: undefined,
     logIntervalSecs: 60,
+    exitWhenDone: false,
+    summaryJson: undefined,
+    metricsPort: undefined,
+    metricsHost: "127.0.0.1",
   });
 });
 
@@ -80,6 +84,9 @@ Deno.test("parseArgs() reads every option, as '--opt value' and as '--opt=value'
     ["--log_topic_name", "lt"],
     ["--log_program_id", "lid"],
     ["--log_interval_secs", ".5"],
+    ["--summary_json", "s.json"],
+    ["--metrics_port", "9464"],
+    ["--metrics_host", "0.0.0.0"],
   ];
   const expected = {
     outputDir: "out",
@@ -102,11 +109,20 @@ Deno.test("parseArgs() reads every option, as '--opt value' and as '--opt=value'
     logTopicName: "lt",
     logProgramId: "lid",
     logIntervalSecs: 0.5,
+    exitWhenDone: true,
+    summaryJson: "s.json",
+    metricsPort: 9464,
+    metricsHost: "0.0.0.0",
   };
   const spaced = argv.flat();
-  assert.deepEqual(options("out", "--treat_undecryptable_as_plaintext", ...spaced), expected);
+  const flags = ["--treat_undecryptable_as_plaintext", "--exit_when_done"];
+  assert.deepEqual(options("out", ...flags, ...spaced), expected);
   const joined = argv.map(([flag, value]) => `${flag}=${value}`);
-  assert.deepEqual(options(...joined, "--treat_undecryptable_as_plaintext", "out"), expected);
+  assert.deepEqual(options(...joined, ...flags, "out"), expected);
+  // A port is a whole number from 0 to 65535.
+  for (const bad of ["-1", "65536", "x"]) {
+    assert.throws(() => options("out", "--metrics_port", bad), /invalid port value/);
+  }
 });
 
 Deno.test("parseArgs() takes options in any order around output_dir", () => {
@@ -363,6 +379,7 @@ Deno.test("helpText() lists every option, with '(default = X)' where there is a 
     "--max_initial_wait_per_decrypt": "60.0",
     "--heartbeat_interval_secs": "900",
     "--log_interval_secs": "60",
+    "--metrics_host": "127.0.0.1",
   };
   const withoutDefault = [
     "--download_regex",
@@ -374,6 +391,7 @@ Deno.test("helpText() lists every option, with '(default = X)' where there is a 
     "--log_program_id",
     "--exit_when_done",
     "--summary_json",
+    "--metrics_port",
   ];
   const lines = text.split("\n");
   /** The help of `flag`: its line and the continuation line, if any. */

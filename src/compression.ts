@@ -1340,7 +1340,9 @@ export function malformedRecords(data: Uint8Array, count: number): string | unde
     end = data.length;
     const length = varint();
     if (length === undefined || length < 0 || pos + length > data.length) {
-      return `record ${i + 1} of ${count} claims ${length ?? "an unreadable number of"} bytes, past the end of the batch's ${data.length}`;
+      return `record ${i + 1} of ${count} claims ${
+        length ?? "an unreadable number of"
+      } bytes, past the end of the batch's ${data.length}`;
     }
     end = pos + length;
     const bodyEnd = end;

@@ -99,6 +99,21 @@ export interface DownloadStatus {
   committed: Record<number, string>;
 }
 
+/** What a health check needs ({@linkcode Downloader.health}). */
+export interface DownloaderHealth {
+  /** `Date.now()` since when writing has been stopped by a transient error (a full disk), or `null`. */
+  stalledSince: number | null;
+  /** The latest such error, or `null`. */
+  stalledOn: string | null;
+  /** Consumers that joined the group and did not stop for good. */
+  consumersInGroup: number;
+  consumers: number;
+  /** `Date.now()` of the last commit of this process, or `null`. */
+  lastCommitAt: number | null;
+  /** Bytes kept in the quarantine folder. */
+  quarantineBytes: number;
+}
+
 /** Rejected files remembered for the status. */
 export const REJECTED_FILES = 1000;
 
@@ -136,6 +151,11 @@ export class Downloader {
   };
   #recent: string[] = [];
   readonly #rejected = new Map<string, string>();
+  /** Tasks waiting out a transient error (a full disk), since when, and the latest error. */
+  readonly #stalled = { tasks: 0, since: null as number | null, what: "" };
+  /** Consumers in the group (joined and not crashed for good), and the last commit's time. */
+  readonly #members = new Set<number>();
+  #lastCommitAt: number | null = null;
   readonly #committed = new Map<number, string>();
 
   constructor(options: DownloaderOptions) {
@@ -155,6 +175,18 @@ export class Downloader {
       ...(options.limits ? { limits: options.limits } : {}),
       ...(options.crashHook ? { crashHook: options.crashHook } : {}),
     });
+  }
+
+  /** Whether it is consuming and committing (for a health check). */
+  health(): DownloaderHealth {
+    return {
+      stalledSince: this.#stalled.since,
+      stalledOn: this.#stalled.since === null ? null : this.#stalled.what,
+      consumersInGroup: this.#members.size,
+      consumers: this.#o.consumers,
+      lastCommitAt: this.#lastCommitAt,
+      quarantineBytes: this.#quarantine.bytes,
+    };
   }
 
   /** Counts and files so far. */
@@ -220,6 +252,7 @@ export class Downloader {
       this.#consumers.push(consumer);
       consumer.on(consumer.events.CRASH, (event) => {
         const { error, restart } = event.payload;
+        if (!restart) this.#members.delete(i);
         this.#logger.error(
           `Consumer ${i + 1} stopped on an error: ${error.message}${
             restart ? "; it restarts" : ""
@@ -227,6 +260,7 @@ export class Downloader {
         );
       });
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
+        this.#members.add(i);
         const partitions = Object.values(event.payload.memberAssignment).flat().sort((a, b) =>
           a - b
         );
@@ -407,6 +441,7 @@ export class Downloader {
     try {
       await consumer.commitOffsets([{ topic, partition, offset }]);
       this.#committed.set(partition, offset);
+      this.#lastCommitAt = Date.now();
     } catch (error) {
       this.#logger.warning(
         `Cannot commit offset ${offset} of partition ${partition} (${
@@ -423,28 +458,38 @@ export class Downloader {
     heartbeat: () => Promise<void>,
   ): Promise<T> {
     const seconds = this.#o.retrySeconds ?? 10;
-    while (true) {
-      try {
-        return await task();
-      } catch (error) {
-        // A record's own fault fails that record; anything else (a full disk, a permission, an
-        // I/O error) is waited out, so that nothing is committed that is not on disk.
-        if (
-          error instanceof BadChunkError || error instanceof ChunkDecodeError ||
-          isPathError(error)
-        ) throw error;
-        this.#logger.error(
-          `Cannot ${what}: ${
-            error instanceof Error ? error.message : error
-          }. Writing is stopped and nothing more is committed until this is fixed; retrying in ${seconds} s`,
-        );
-        // Wait in short steps, staying in the group meanwhile.
-        for (let waited = 0; waited < seconds && !this.#stopping; waited += 2) {
-          await this.#sleep(Math.min(2, seconds - waited));
-          await heartbeat().catch(() => {});
+    let stalled = false;
+    try {
+      while (true) {
+        try {
+          return await task();
+        } catch (error) {
+          // A record's own fault fails that record; anything else (a full disk, a permission, an
+          // I/O error) is waited out, so that nothing is committed that is not on disk.
+          if (
+            error instanceof BadChunkError || error instanceof ChunkDecodeError ||
+            isPathError(error)
+          ) throw error;
+          if (!stalled) {
+            stalled = true;
+            if (this.#stalled.tasks++ === 0) this.#stalled.since = Date.now();
+          }
+          this.#stalled.what = `Cannot ${what}: ${error instanceof Error ? error.message : error}`;
+          this.#logger.error(
+            `Cannot ${what}: ${
+              error instanceof Error ? error.message : error
+            }. Writing is stopped and nothing more is committed until this is fixed; retrying in ${seconds} s`,
+          );
+          // Wait in short steps, staying in the group meanwhile.
+          for (let waited = 0; waited < seconds && !this.#stopping; waited += 2) {
+            await this.#sleep(Math.min(2, seconds - waited));
+            await heartbeat().catch(() => {});
+          }
+          if (this.#stopping) throw new Stopped();
         }
-        if (this.#stopping) throw new Stopped();
       }
+    } finally {
+      if (stalled && --this.#stalled.tasks === 0) this.#stalled.since = null;
     }
   }
 

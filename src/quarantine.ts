@@ -63,6 +63,11 @@ export class Quarantine {
   readonly maxBytes: number;
   #entries: { path: string; size: number }[] = [];
   #bytes = 0;
+
+  /** Bytes the quarantine folder holds now. */
+  get bytes(): number {
+    return this.#bytes;
+  }
   #serial = 0;
   /** Entries are added one at a time, so that the budget holds with concurrent callers. */
   #queue: Promise<unknown> = Promise.resolve();

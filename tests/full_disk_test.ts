@@ -15,6 +15,7 @@ import {
   writeRandomFile,
 } from "./_cli.ts";
 import { committedOffsets, createTopic, deleteTopic, endOffsets, uniqueGroupId } from "./_kafka.ts";
+import { metricsUrl, scrapeUntil } from "./_metrics.ts";
 
 async function mount(args: string[]): Promise<boolean> {
   try {
@@ -72,16 +73,31 @@ Deno.test({
       assert.doesNotMatch(first.output, /\n\s+at |Uncaught/, "no stack trace while quitting");
       assert.match(first.output, /shut down/);
 
-      // Restarted while the disk is still full: it starts (its state is intact) and waits again.
-      const second = startDownloader(out, topic, group);
+      // Restarted while the disk is still full: it starts (its state is intact) and waits again;
+      // its health check says it is stuck, and why.
+      const second = startDownloader(out, topic, group, "--metrics_port", "0");
       await second.waitFor(FULL_DISK_ERROR, 60_000);
       assert.doesNotMatch(second.output, /Cannot start|refus/i, second.output);
       await assertNothingPastTheFullDisk();
+      const url = metricsUrl(second.output);
+      const stuck = await fetch(`${url}/healthz`);
+      assert.equal(stuck.status, 503);
+      assert.match(
+        await stuck.text(),
+        /^stuck for \d+ s: writing is stopped .*(No space|os error 28)/,
+      );
+      await scrapeUntil(url, [
+        /^dfdd_writes_stalled 1$/m,
+        /^dfdd_last_error_timestamp_seconds [1-9]/m,
+      ]);
 
       // Space returns: every file completes and every offset is committed.
       assert.ok(await mount(["-o", "remount,size=64m", out]));
       await waitForCommitted(group, topic, 60_000);
       await second.waitFor(/successfully reconstructed from stream/, 30_000);
+      await scrapeUntil(url, [/^dfdd_writes_stalled 0$/m]);
+      const healthy = await fetch(`${url}/healthz`);
+      assert.equal(healthy.status, 200, await healthy.text());
       assert.equal(await second.quit(), 0, second.output);
       await assertSameTree(root, out);
     } finally {
