@@ -114,6 +114,9 @@ export interface DownloaderHealth {
   quarantineBytes: number;
 }
 
+/** Milliseconds of waiting to join the group before the program says what it waits for. */
+const JOIN_NOTICE_MS = 3000;
+
 /** Rejected files remembered for the status. */
 export const REJECTED_FILES = 1000;
 
@@ -277,14 +280,31 @@ export class Downloader {
         topic: this.#o.topic,
         fromBeginning: this.#o.offsetReset !== "latest",
       });
-      await consumer.run({
-        // The partitions of one fetch are handled together, so that one slow file does not hold
-        // the others up (memory is bounded by the fetch sizes either way).
-        partitionsConsumedConcurrently: PARTITIONS_IN_FLIGHT,
-        autoCommit: false,
-        eachBatchAutoResolve: false,
-        eachBatch: (payload) => this.#eachBatch(consumer, payload),
-      });
+      // Joining can take up to a session timeout (a group whose members died with an earlier run
+      // waits for them): say so rather than sit silent.
+      const sessionSeconds = Math.round((config.sessionTimeout ?? 30_000) / 1000);
+      const joinStart = Date.now();
+      const slowJoin = setTimeout(() => {
+        this.#logger.info(
+          `Consumer ${i + 1} is waiting to join the group "${this.#o.groupId}": Kafka assigns partitions once the members of an earlier run have rejoined or timed out, at most ${sessionSeconds} s (session.timeout.ms) after they stopped (q to quit)`,
+        );
+      }, JOIN_NOTICE_MS);
+      try {
+        await consumer.run({
+          // The partitions of one fetch are handled together, so that one slow file does not hold
+          // the others up (memory is bounded by the fetch sizes either way).
+          partitionsConsumedConcurrently: PARTITIONS_IN_FLIGHT,
+          autoCommit: false,
+          eachBatchAutoResolve: false,
+          eachBatch: (payload) => this.#eachBatch(consumer, payload),
+        });
+      } finally {
+        clearTimeout(slowJoin);
+      }
+      const waited = Date.now() - joinStart;
+      if (waited >= JOIN_NOTICE_MS) {
+        this.#logger.info(`Consumer ${i + 1} joined after ${(waited / 1000).toFixed(1)} s`);
+      }
     }
   }
 

@@ -55,6 +55,7 @@ Deno.test(`${KILLS} SIGKILLs at random moments, each followed by a restart, lose
     "2",
   ];
   let resumedRuns = 0;
+  let toldWait = 0;
   for (let run = 0; run < KILLS; run++) {
     await producer.send({
       topic,
@@ -68,6 +69,14 @@ Deno.test(`${KILLS} SIGKILLs at random moments, each followed by a restart, lose
       )
     ) {
       resumedRuns++;
+    }
+    // A restart waits for the killed members to time out, and says so.
+    if (
+      /Consumer 1 is waiting to join the group "[^"]+": Kafka assigns partitions once the members of an earlier run have rejoined or timed out, at most 6 s \(session\.timeout\.ms\)/
+        .test(cli.output)
+    ) {
+      await cli.waitFor(/Consumer 1 joined after \d+\.\d s/, 10_000);
+      toldWait++;
     }
     await sleep(Math.random() * 1500);
     await cli.kill("SIGKILL");
@@ -91,6 +100,7 @@ Deno.test(`${KILLS} SIGKILLs at random moments, each followed by a restart, lose
   assert.doesNotMatch(last.output, /\(in progress/);
   // The kills really interrupted files in flight.
   assert.ok(resumedRuns > 0, "no run found files left in progress by the previous kill");
+  assert.ok(toldWait > 0, "no restart said what it waited for while joining the group");
   console.log(
     `${messages.length} chunks, ${resumedRuns} of ${KILLS} restarts resumed files in progress`,
   );
