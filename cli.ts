@@ -129,6 +129,7 @@ async function main(args: string[]): Promise<number> {
     name: PROGRAM,
     streamLevel: options.loggerStreamLevel,
     stream: printErr,
+    streamFormat: options.loggerStreamFormat,
     fileLevel: options.loggerFileLevel,
     filePath: await logFilePath(options.loggerFilePath, settings.outputDir),
   });

@@ -36,6 +36,7 @@ export interface CliOptions {
   loggerStreamLevel: number;
   loggerFileLevel: number;
   loggerFilePath: string | undefined;
+  loggerStreamFormat: "text" | "json";
   treatUndecryptableAsPlaintext: boolean;
   maxWaitPerDecrypt: number;
   maxInitialWaitPerDecrypt: number;
@@ -57,6 +58,7 @@ export interface CliOptions {
 
 type Kind =
   | "string"
+  | "format"
   | "positive_int"
   | "int"
   | "port"
@@ -156,6 +158,15 @@ const OPTIONS: readonly OptionSpec[] = [
     metavar: "PATH",
     help:
       "Log file, or a directory for DataFileDownloadDirectory.log (default: in the output directory)",
+  },
+  {
+    flag: "--logger_stream_format",
+    key: "loggerStreamFormat",
+    kind: "format",
+    metavar: "{text,json}",
+    default: "text",
+    help:
+      "Console log lines as text, or as one JSON object per line (time, level, logger, message) for log shippers",
   },
   {
     flag: "--treat_undecryptable_as_plaintext",
@@ -351,6 +362,14 @@ function convert(o: OptionSpec, raw: string): CliOptions[OptionSpec["key"]] {
       const n = pythonInt(raw);
       if (n === undefined) throw invalid("int");
       return n;
+    }
+    case "format": {
+      if (raw !== "text" && raw !== "json") {
+        throw new UsageError(
+          `argument ${o.flag}: invalid choice: '${raw}' (choose from 'text', 'json')`,
+        );
+      }
+      return raw;
     }
     case "port": {
       const n = pythonInt(raw);

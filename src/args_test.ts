@@ -49,6 +49,7 @@ Deno.test("parseArgs() fills in the reference's defaults", () => {
     loggerStreamLevel: 20,
     loggerFileLevel: 30,
     loggerFilePath: undefined,
+    loggerStreamFormat: "text",
     treatUndecryptableAsPlaintext: false,
     maxWaitPerDecrypt: 5,
     maxInitialWaitPerDecrypt: 60,
@@ -76,6 +77,7 @@ Deno.test("parseArgs() reads every option, as '--opt value' and as '--opt=value'
     ["--logger_stream_level", "debug"],
     ["--logger_file_level", "ERROR"],
     ["--logger_file_path", "/tmp/x.log"],
+    ["--logger_stream_format", "json"],
     ["--max_wait_per_decrypt", "2.5"],
     ["--max_initial_wait_per_decrypt", "0"],
     ["--heartbeat_topic_name", "hb"],
@@ -100,6 +102,7 @@ Deno.test("parseArgs() reads every option, as '--opt value' and as '--opt=value'
     loggerStreamLevel: 10,
     loggerFileLevel: 40,
     loggerFilePath: "/tmp/x.log",
+    loggerStreamFormat: "json",
     treatUndecryptableAsPlaintext: true,
     maxWaitPerDecrypt: 2.5,
     maxInitialWaitPerDecrypt: 0,
@@ -123,6 +126,10 @@ Deno.test("parseArgs() reads every option, as '--opt value' and as '--opt=value'
   for (const bad of ["-1", "65536", "x"]) {
     assert.throws(() => options("out", "--metrics_port", bad), /invalid port value/);
   }
+  assert.throws(
+    () => options("out", "--logger_stream_format", "xml"),
+    /argument --logger_stream_format: invalid choice: 'xml' \(choose from 'text', 'json'\)/,
+  );
 });
 
 Deno.test("parseArgs() takes options in any order around output_dir", () => {
@@ -380,6 +387,7 @@ Deno.test("helpText() lists every option, with '(default = X)' where there is a 
     "--heartbeat_interval_secs": "900",
     "--log_interval_secs": "60",
     "--metrics_host": "127.0.0.1",
+    "--logger_stream_format": "text",
   };
   const withoutDefault = [
     "--download_regex",
@@ -434,7 +442,7 @@ Deno.test("helpText() lists every option, with '(default = X)' where there is a 
           flag as string,
           ...(["--treat_undecryptable_as_plaintext", "--exit_when_done"].includes(flag!)
             ? []
-            : ["1"]),
+            : [flag === "--logger_stream_format" ? "json" : "1"]),
         ]),
       flag,
     );

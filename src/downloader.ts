@@ -286,7 +286,9 @@ export class Downloader {
       const joinStart = Date.now();
       const slowJoin = setTimeout(() => {
         this.#logger.info(
-          `Consumer ${i + 1} is waiting to join the group "${this.#o.groupId}": Kafka assigns partitions once the members of an earlier run have rejoined or timed out, at most ${sessionSeconds} s (session.timeout.ms) after they stopped (q to quit)`,
+          `Consumer ${
+            i + 1
+          } is waiting to join the group "${this.#o.groupId}": Kafka assigns partitions once the members of an earlier run have rejoined or timed out, at most ${sessionSeconds} s (session.timeout.ms) after they stopped (q to quit)`,
         );
       }, JOIN_NOTICE_MS);
       try {

@@ -1,6 +1,8 @@
 /**
  * The program's logger: lines like `[DataFileDownloadDirectory 2026-01-02 03:04:05] WARNING: …`
- * to a console stream and, at its own threshold, to a log file opened in append mode.
+ * to a console stream and, at its own threshold, to a log file opened in append mode. For log
+ * shippers the console stream can carry one JSON object per line instead
+ * (`{"time":"2026-01-02T03:04:05.678Z","level":"warning","logger":"…","message":"…"}`).
  *
  * @module
  */
@@ -16,6 +18,8 @@ export interface LoggerOptions {
   streamLevel: number;
   /** Writes one line (with its newline) to the console. */
   stream: (line: string) => void;
+  /** The console lines: text (default) or one JSON object per line. */
+  streamFormat?: "text" | "json";
   /** Lowest level written to the file. */
   fileLevel?: number;
   /** Log file path; no file when absent. */
@@ -33,6 +37,22 @@ export function formatTime(d: Date): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${
     pad(d.getMinutes())
   }:${pad(d.getSeconds())}`;
+}
+
+/** The name of a level (`info`), or `level 25` between the named ones. */
+export function levelName(level: number): string {
+  const named = Object.entries(Level).find(([, value]) => value === level);
+  return named ? named[0].toLowerCase() : `level ${level}`;
+}
+
+/** One record as a JSON line: time (UTC, ISO 8601), level, logger, message. */
+export function jsonLine(time: Date, level: number, name: string, message: string): string {
+  return JSON.stringify({
+    time: time.toISOString(),
+    level: levelName(level),
+    logger: name,
+    message: message.replace(/^(ERROR|WARNING): /, ""),
+  }) + "\n";
 }
 
 /** A logger writing to a stream and, optionally, a file. */
@@ -58,10 +78,15 @@ export class Logger {
       text = `WARNING: ${text}`;
     }
     this.listener?.(level, message);
-    const line = `[${this.#options.name} ${
-      formatTime((this.#options.now ?? (() => new Date()))())
-    }] ${text}\n`;
-    if (level >= this.#options.streamLevel) this.#options.stream(line);
+    const now = (this.#options.now ?? (() => new Date()))();
+    const line = `[${this.#options.name} ${formatTime(now)}] ${text}\n`;
+    if (level >= this.#options.streamLevel) {
+      this.#options.stream(
+        this.#options.streamFormat === "json"
+          ? jsonLine(now, level, this.#options.name, message)
+          : line,
+      );
+    }
     if (this.#file && level >= (this.#options.fileLevel ?? Level.WARNING)) {
       try {
         this.#file.writeSync(this.#encoder.encode(line));

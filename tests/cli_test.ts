@@ -3,8 +3,16 @@
  * the alive line and the log file. Spawns the real CLI.
  */
 import assert from "node:assert/strict";
-import { CliProcess, join, sleep, tempDir } from "./_cli.ts";
-import { createTopic } from "./_kafka.ts";
+import {
+  CliProcess,
+  join,
+  produceTree,
+  sleep,
+  startDownloader,
+  tempDir,
+  writeRandomFile,
+} from "./_cli.ts";
+import { createTopic, uniqueGroupId } from "./_kafka.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const README = new URL("../README.md", import.meta.url);
@@ -218,4 +226,30 @@ Deno.test("--logger_stream_level hides lower levels from the console while the f
   cli.child.kill("SIGTERM");
   assert.equal(await cli.exit(), 0);
   assert.doesNotMatch(cli.output, /WARNING|\] \.\n|Listening for files/);
+});
+
+Deno.test("--logger_stream_format json: every console line is one JSON object", async () => {
+  const topic = await createTopic(1, "json_log");
+  const root = await tempDir("json_src");
+  await writeRandomFile(join(root, "one.bin"), 100_000);
+  await produceTree(topic, root);
+  const out = await tempDir("json_out");
+  const cli = startDownloader(
+    out,
+    topic,
+    uniqueGroupId("json_log"),
+    "--logger_stream_format",
+    "json",
+  );
+  await cli.waitFor(/"message":"File one\.bin successfully reconstructed from stream/);
+  assert.equal(await cli.quit(), 0);
+  const lines = cli.output.split("\n").filter((l) => l !== "");
+  const records = lines.map((l) => JSON.parse(l) as Record<string, string>);
+  for (const r of records) {
+    assert.deepEqual(Object.keys(r), ["time", "level", "logger", "message"]);
+    assert.match(r.time!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.equal(r.logger, "DataFileDownloadDirectory");
+  }
+  assert.ok(records.some((r) => r.level === "info" && /^Listening for files/.test(r.message!)));
+  assert.ok(records.some((r) => /shut down$/.test(r.message!)));
 });
