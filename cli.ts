@@ -25,6 +25,7 @@ import { quietKafkajsTimerWarnings } from "./src/process_warnings.ts";
 import { LOG_FILE_NAME } from "./src/safe_path.ts";
 import { type MetricsSnapshot, serveMetrics } from "./src/metrics.ts";
 import { RateMeter } from "./src/rate_meter.ts";
+import { StatusLine } from "./src/status_line.ts";
 import { drainReport, runSummary, writeRunSummary } from "./src/run_summary.ts";
 import { resolveSettings } from "./src/settings.ts";
 import { dirname, join, resolve } from "node:path";
@@ -125,10 +126,12 @@ async function main(args: string[]): Promise<number> {
   }
   const { Downloader, Telemetry, createKafka, CompressionTypes, Partitioners } =
     await loadKafkaModules();
+  // On a terminal, log lines scroll above a live status line (see below).
+  let statusLine: StatusLine | undefined;
   const logger = new Logger({
     name: PROGRAM,
     streamLevel: options.loggerStreamLevel,
-    stream: printErr,
+    stream: (line) => statusLine ? statusLine.print(line) : printErr(line),
     streamFormat: options.loggerStreamFormat,
     fileLevel: options.loggerFileLevel,
     filePath: await logFilePath(options.loggerFilePath, settings.outputDir),
@@ -268,6 +271,25 @@ async function main(args: string[]): Promise<number> {
       return EXIT_CODES.error;
     }
     logger.info(`Metrics at ${metrics.url}/metrics, health at ${metrics.url}/healthz`);
+  }
+  if (Deno.stderr.isTerminal() && options.loggerStreamFormat === "text") {
+    statusLine = new StatusLine({
+      write: printErr,
+      facts: () => ({
+        status: downloader.status(),
+        bytesPerSecond: rate.perSecond(),
+        lag: lagsSeen?.reduce((sum, p) => sum + p.lag, 0),
+      }),
+      columns: () => {
+        try {
+          return Deno.consoleSize().columns;
+        } catch {
+          return 0;
+        }
+      },
+    });
+  }
+  if (metrics || statusLine) {
     const poll = () => lags().then((found) => lagsSeen = found ?? lagsSeen);
     lagPoll = setInterval(poll, 5000);
     poll();
@@ -323,6 +345,8 @@ async function main(args: string[]): Promise<number> {
   );
   const outcome = await Promise.race([started, stopRequested.then((reason) => ({ reason }))]);
   let stopReason = "error";
+  // From here on, plain log lines.
+  statusLine?.stop();
   if ("error" in outcome) {
     const message = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
     refusal ??= permissionProblem(outcome.error);

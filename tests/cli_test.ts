@@ -12,7 +12,7 @@ import {
   tempDir,
   writeRandomFile,
 } from "./_cli.ts";
-import { createTopic, uniqueGroupId } from "./_kafka.ts";
+import { bootstrapServers, createTopic, uniqueGroupId } from "./_kafka.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const README = new URL("../README.md", import.meta.url);
@@ -252,4 +252,113 @@ Deno.test("--logger_stream_format json: every console line is one JSON object", 
   }
   assert.ok(records.some((r) => r.level === "info" && /^Listening for files/.test(r.message!)));
   assert.ok(records.some((r) => /shut down$/.test(r.message!)));
+});
+
+/** The terminal's erase-line sequence, as the status line draws it. */
+const ERASE_LINE = "\x1b[2K";
+
+/** util-linux `script` runs a command under a pseudo-terminal. */
+const hasScript = await new Deno.Command("script", {
+  args: ["--version"],
+  stdout: "null",
+  stderr: "null",
+})
+  .output().then((o) => o.success, () => false);
+
+Deno.test({
+  name:
+    "on a terminal, a live status line sits under the log lines; off a terminal, nothing is drawn",
+  ignore: !hasScript,
+  fn: async () => {
+    const topic = await createTopic(2, "status_line");
+    const root = await tempDir("status_src");
+    await writeRandomFile(join(root, "a.bin"), 400_000);
+    await writeRandomFile(join(root, "b/c.bin"), 90_000);
+    await produceTree(topic, root);
+    const out = await tempDir("status_out");
+    const command = [
+      Deno.execPath(),
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-net",
+      "--allow-env",
+      "--allow-sys",
+      CLI,
+      out,
+      "--config",
+      "local_broker_test",
+      "--topic_name",
+      topic,
+      "--consumer_group_id",
+      uniqueGroupId("status_line"),
+    ].join(" ");
+    const child = new Deno.Command("script", {
+      args: ["-qfec", command, "/dev/null"],
+      env: {
+        NO_COLOR: "1",
+        TERM: "xterm",
+        LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: bootstrapServers(),
+      },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let text = "";
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      for await (const bytes of child.stdout) text += decoder.decode(bytes, { stream: true });
+    })();
+    const stderr = child.stderr.text();
+    const writer = child.stdin.getWriter();
+    let exited = false;
+    child.status.then(() => exited = true);
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!/2 files done, 0 in flight \| \d+\.\d MB\/s \| lag 0 records/.test(text)) {
+        assert.ok(
+          Date.now() < deadline && !exited,
+          `no final status line in:\n${JSON.stringify(text.slice(-2000))}`,
+        );
+        await sleep(200);
+      }
+      await writer.write(new TextEncoder().encode("q\n"));
+      assert.equal((await child.status).code, 0);
+    } finally {
+      await writer.close().catch(() => {});
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // gone
+      }
+      await reading;
+      await stderr;
+    }
+    // Each log line clears the status line before it, and the line is redrawn after it.
+    text = text.replaceAll(ERASE_LINE, "<CLEAR>");
+    assert.match(
+      text,
+      /\r<CLEAR>\[DataFileDownloadDirectory [^\]]+\] File a\.bin successfully reconstructed/,
+    );
+    assert.match(
+      text,
+      /successfully reconstructed from stream \(\d+ bytes\)\r?\n\r<CLEAR>\d+ files? done/,
+    );
+    // Gone at shutdown: the last lines are plain.
+    assert.match(text, /\n\[DataFileDownloadDirectory [^\]]+\] Shutting down/);
+    assert.doesNotMatch(text.slice(text.indexOf("Shutting down")), /files? done, /);
+  },
+});
+
+Deno.test("off a terminal no status line is drawn", async () => {
+  const topic = await createTopic(1, "no_status_line");
+  const root = await tempDir("nostatus_src");
+  await writeRandomFile(join(root, "a.bin"), 1000);
+  await produceTree(topic, root);
+  const cli = startDownloader(await tempDir("nostatus_out"), topic, uniqueGroupId("nostatus"));
+  await cli.waitFor(/successfully reconstructed/);
+  await sleep(1500);
+  assert.equal(await cli.quit(), 0);
+  assert.ok(!cli.output.includes(ERASE_LINE), "an erase-line sequence off a terminal");
+  assert.doesNotMatch(cli.output, /files? done, \d+ in flight/);
 });
