@@ -24,6 +24,22 @@ export const CLI_PERMISSIONS = [
   "--allow-sys",
 ];
 
+/**
+ * The program under test, as a command: the compiled binary named by `DFDD_PROGRAM` (the release
+ * workflow runs the end-to-end tests against it), or `deno run` with `permissions` on cli.ts.
+ */
+export function programCommand(
+  args: string[],
+  permissions: string[] = CLI_PERMISSIONS,
+): { command: string; args: string[] } {
+  const binary = Deno.env.get("DFDD_PROGRAM");
+  if (binary) return { command: binary, args };
+  return { command: Deno.execPath(), args: ["run", ...permissions, CLI, ...args] };
+}
+
+/** True when the tests run a compiled binary (`DFDD_PROGRAM`) rather than `deno run`. */
+export const RUNS_BINARY = Boolean(Deno.env.get("DFDD_PROGRAM"));
+
 /** A running CLI process. */
 export class CliProcess {
   readonly child: Deno.ChildProcess;
@@ -33,8 +49,9 @@ export class CliProcess {
   #reading: Promise<void>;
 
   constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...CLI_PERMISSIONS, CLI, ...args],
+    const program = programCommand(args);
+    this.child = new Deno.Command(program.command, {
+      args: program.args,
       env: { LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: bootstrapServers(), NO_COLOR: "1", ...env },
       stdin: "piped",
       stdout: "piped",

@@ -7,6 +7,8 @@ import {
   CliProcess,
   join,
   produceTree,
+  programCommand,
+  RUNS_BINARY,
   sleep,
   startDownloader,
   tempDir,
@@ -18,17 +20,9 @@ const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const README = new URL("../README.md", import.meta.url);
 
 async function run(args: string[], env: Record<string, string> = {}) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-net",
-      "--allow-env",
-      "--allow-sys",
-      CLI,
-      ...args,
-    ],
+  const program = programCommand(args);
+  const out = await new Deno.Command(program.command, {
+    args: program.args,
     env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
@@ -72,8 +66,11 @@ Deno.test("-h lists every option with its default, and the README lists the same
 });
 
 Deno.test("--version prints the program's version and Deno's and kafkajs's, with no permission at all", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", CLI, "--version"],
+  const program = RUNS_BINARY
+    ? programCommand(["--version"])
+    : { command: Deno.execPath(), args: ["run", "--no-prompt", CLI, "--version"] };
+  const out = await new Deno.Command(program.command, {
+    args: program.args,
     env: { NO_COLOR: "1" },
     stdin: "null",
     stdout: "piped",
@@ -276,15 +273,7 @@ Deno.test({
     await writeRandomFile(join(root, "b/c.bin"), 90_000);
     await produceTree(topic, root);
     const out = await tempDir("status_out");
-    const command = [
-      Deno.execPath(),
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-net",
-      "--allow-env",
-      "--allow-sys",
-      CLI,
+    const program = programCommand([
       out,
       "--config",
       "local_broker_test",
@@ -292,7 +281,8 @@ Deno.test({
       topic,
       "--consumer_group_id",
       uniqueGroupId("status_line"),
-    ].join(" ");
+    ]);
+    const command = [program.command, ...program.args].join(" ");
     const child = new Deno.Command("script", {
       args: ["-qfec", command, "/dev/null"],
       env: {

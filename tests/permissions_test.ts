@@ -8,6 +8,7 @@ import {
   assertSameTree,
   join,
   produceTree,
+  RUNS_BINARY,
   sleep,
   tempDir,
   treeDigest,
@@ -90,7 +91,15 @@ function assertRefused(run: { code: number; output: string }, line: RegExp): voi
 /** Escapes `text` for a RegExp. */
 const literal = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
-Deno.test("README documents the narrow flags this test runs with", async () => {
+/**
+ * These tests are about `deno run`'s permission flags: a compiled binary (DFDD_PROGRAM) has its
+ * permissions baked in, so they do not apply to it.
+ */
+function test(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, ignore: RUNS_BINARY, fn });
+}
+
+test("README documents the narrow flags this test runs with", async () => {
   const readme = await Deno.readTextFile(README);
   const section = readme.split(/^### Permissions$/m)[1]?.split(/^##/m)[0] ?? "";
   const block = /```sh\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
@@ -107,7 +116,7 @@ Deno.test("README documents the narrow flags this test runs with", async () => {
   assert.doesNotMatch(block, /--allow-sys|--allow-all|-A\b/);
 });
 
-Deno.test("with the documented narrow flags the CLI rebuilds files byte for byte", async () => {
+test("with the documented narrow flags the CLI rebuilds files byte for byte", async () => {
   const dir = await tempDir("perm_ok");
   try {
     const src = join(dir, "src");
@@ -148,7 +157,7 @@ Deno.test("with the documented narrow flags the CLI rebuilds files byte for byte
   }
 });
 
-Deno.test("without write access to the output directory: one line naming --allow-write, exit 1", async () => {
+test("without write access to the output directory: one line naming --allow-write, exit 1", async () => {
   const dir = await tempDir("perm_write");
   try {
     const out = join(dir, "out");
@@ -182,7 +191,7 @@ Deno.test("without write access to the output directory: one line naming --allow
   }
 });
 
-Deno.test("without net access to the broker: one line naming --allow-net, exit 1", async () => {
+test("without net access to the broker: one line naming --allow-net, exit 1", async () => {
   const dir = await tempDir("perm_net");
   try {
     const out = join(dir, "out");
@@ -201,7 +210,7 @@ Deno.test("without net access to the broker: one line naming --allow-net, exit 1
   }
 });
 
-Deno.test("without env access to kafkajs's variables: one line naming --allow-env, exit 1", async () => {
+test("without env access to kafkajs's variables: one line naming --allow-env, exit 1", async () => {
   const dir = await tempDir("perm_kafkajs_env");
   try {
     const out = join(dir, "out");
@@ -223,7 +232,7 @@ Deno.test("without env access to kafkajs's variables: one line naming --allow-en
   }
 });
 
-Deno.test("without env access to a $VAR of the config: one line naming it, exit 1", async () => {
+test("without env access to a $VAR of the config: one line naming it, exit 1", async () => {
   const dir = await tempDir("perm_config_env");
   try {
     const out = join(dir, "out");

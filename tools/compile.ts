@@ -1,0 +1,64 @@
+/**
+ * `deno task compile [--target TRIPLE]`: builds the single executable with the narrowest
+ * permissions that can be fixed at compile time, into `dist/`.
+ *
+ * - `--allow-read`, `--allow-write`, `--allow-net` stay open: the output directory, the config and
+ *   the brokers are known only at run time (the program itself confines its writes to the output
+ *   directory);
+ * - `--allow-env` names kafkajs's four variables, `LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS`, and the
+ *   prefixes `KAFKA_*` and `DFDD_*`: a config's `$VAR`s must use one of them in the binary;
+ * - no `--allow-sys`, `--allow-run` or `--allow-ffi`; `--no-prompt`.
+ *
+ * @module
+ */
+
+/** The environment variables the binary may read (`*`: any suffix). */
+export const COMPILED_ENV = [
+  "NODE_ENV",
+  "KAFKAJS_LOG_LEVEL",
+  "KAFKAJS_DEBUG_PROTOCOL_BUFFERS",
+  "KAFKAJS_DEBUG_EXTENDED_PROTOCOL_BUFFERS",
+  "LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS",
+  "KAFKA_*",
+  "DFDD_*",
+];
+
+/** The permission flags baked into the binary. */
+export const COMPILED_PERMISSIONS = [
+  "--no-prompt",
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  `--allow-env=${COMPILED_ENV.join(",")}`,
+];
+
+/** The `deno compile` arguments for `target` (this machine's when undefined). */
+export function compileArgs(target: string | undefined): string[] {
+  const name = `DataFileDownloadDirectory${target ? `-${target}` : ""}${
+    target?.includes("windows") ? ".exe" : ""
+  }`;
+  return [
+    "compile",
+    ...COMPILED_PERMISSIONS,
+    ...(target ? ["--target", target] : []),
+    "--output",
+    `dist/${name}`,
+    "cli.ts",
+  ];
+}
+
+if (import.meta.main) {
+  const i = Deno.args.indexOf("--target");
+  const target = i >= 0 ? Deno.args[i + 1] : undefined;
+  if (i >= 0 && !target) {
+    console.error("usage: deno task compile [--target TRIPLE]");
+    Deno.exit(2);
+  }
+  const args = compileArgs(target);
+  console.error(`deno ${args.join(" ")}`);
+  const { code } = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: new URL("..", import.meta.url).pathname,
+  }).spawn().status;
+  Deno.exit(code);
+}
