@@ -36,12 +36,14 @@ export {
   type DataFileChunk,
   decodeChunk,
   encodeChunk,
+  fileKey,
   sha512,
   toHex,
 } from "./src/chunk_codec.ts";
 export {
   chunksOfFile,
   DEFAULT_CHUNK_SIZE,
+  type Keying,
   listFiles,
   produceFiles,
   type ProduceOptions,

@@ -322,6 +322,23 @@ export function encodeChunk(chunk: DataFileChunk): Uint8Array {
 }
 
 /**
+ * A key shared by every chunk of a file, `<subdir parts joined by _>_<filename>`: with it, Kafka's
+ * default partitioner puts all of a file's chunks in one partition (a file-affine topic), which
+ * lets several downloader processes share a topic. OpenMSIStream's downloader ignores keys.
+ */
+export function fileKey(chunk: Pick<DataFileChunk, "subdirStr" | "filename">): string {
+  return `${chunk.subdirStr.split("/").join("_")}_${chunk.filename}`;
+}
+
+/** True when `key` is the per-chunk key OpenMSIStream's uploader gives `chunk` ({@linkcode chunkKey}). */
+export function isPerChunkKey(
+  key: string,
+  chunk: Pick<DataFileChunk, "subdirStr" | "filename" | "chunkI" | "nTotalChunks">,
+): boolean {
+  return key === chunkKey(chunk);
+}
+
+/**
  * The message key OpenMSIStream gives a chunk: `<subdir parts joined by _>_<filename>_chunk_<i>_of_<n>`.
  * Top-level files get a leading underscore. Keys only steer partitioning; they are not unique.
  */

@@ -13,7 +13,7 @@ import { CompressionTypes, type Message, type Producer } from "kafkajs";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { basename, dirname, join, relative, sep } from "node:path";
-import { chunkKey, type DataFileChunk, encodeChunk, sha512 } from "./chunk_codec.ts";
+import { chunkKey, type DataFileChunk, encodeChunk, fileKey, sha512 } from "./chunk_codec.ts";
 
 /** OpenMSIStream's default chunk size. */
 export const DEFAULT_CHUNK_SIZE = 524288;
@@ -103,16 +103,24 @@ export async function listFiles(dir: string): Promise<string[]> {
   return out;
 }
 
+/**
+ * How chunks are keyed: `file` (every chunk of a file has its file's key, so they share a
+ * partition: several downloaders can share the topic) or `chunk` (OpenMSIStream's uploader's
+ * per-chunk keys, which spread a file over all partitions).
+ */
+export type Keying = "file" | "chunk";
+
 /** The Kafka messages (key and encoded value) of one file's chunks, in chunk order. */
 export async function* chunkMessagesOfFile(
   path: string,
   root: string = dirname(path),
   chunkSize: number = DEFAULT_CHUNK_SIZE,
+  keying: Keying = "file",
 ): AsyncGenerator<{ key: string; value: Buffer; bytes: number }> {
   for await (const chunk of chunksOfFile(path, root, chunkSize)) {
     const v = encodeChunk(chunk);
     yield {
-      key: chunkKey(chunk),
+      key: keying === "file" ? fileKey(chunk) : chunkKey(chunk),
       value: Buffer.from(v.buffer, v.byteOffset, v.byteLength),
       bytes: chunk.data.length,
     };
@@ -127,6 +135,8 @@ export interface ProduceOptions {
   batchBytes?: number;
   /** Called after each file's chunks were acknowledged. */
   onFile?: (path: string, chunks: number) => void;
+  /** How chunks are keyed (default `file`: a file's chunks share a partition). */
+  keying?: Keying;
 }
 
 /**
@@ -154,7 +164,14 @@ export async function produceFiles(
   };
   for (const path of files) {
     let chunks = 0;
-    for await (const { key, value, bytes } of chunkMessagesOfFile(path, root, options.chunkSize)) {
+    for await (
+      const { key, value, bytes } of chunkMessagesOfFile(
+        path,
+        root,
+        options.chunkSize,
+        options.keying,
+      )
+    ) {
       messages.push({ key, value });
       pending += bytes;
       chunks++;

@@ -56,6 +56,7 @@ export function checkReport(status: DownloadStatus): string {
       ? `; ${plural(status.givenUp, "file")} given up (see the log and the quarantine)`
       : ""),
   ];
+  if (status.splitWarning !== null) lines.push(`WARNING: ${status.splitWarning}`);
   if (status.inProgress.length > 0 || status.recent.length > 0) {
     lines.push(
       `Files recognized so far (up to ${RECENT_FILES} most recent completed files shown):`,

@@ -35,6 +35,7 @@ const status: DownloadStatus = {
   inProgress: [{ path: "big/x.raw", chunks: 3, total: 8, bytes: 3 }],
   rejected: [],
   committed: {},
+  splitWarning: null,
 };
 
 Deno.test("check reports counts, each file in progress with its share, and the recent files", () => {

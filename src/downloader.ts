@@ -25,6 +25,7 @@ import {
   ChunkDecodeError,
   type DataFileChunk,
   decodeChunkFields,
+  isPerChunkKey,
   verifyChunkHash,
 } from "./chunk_codec.ts";
 import { parseOversizeMarker } from "./compression.ts";
@@ -97,6 +98,11 @@ export interface DownloadStatus {
   rejected: { path: string; reason: string }[];
   /** The offsets this process committed last, by partition. */
   committed: Record<number, string>;
+  /**
+   * Set while another process of the group holds some of the partitions of a topic keyed per
+   * chunk (so multi-chunk files cannot complete here): the warning that says so.
+   */
+  splitWarning: string | null;
 }
 
 /** What a health check needs ({@linkcode Downloader.health}). */
@@ -116,6 +122,9 @@ export interface DownloaderHealth {
 
 /** Milliseconds of waiting to join the group before the program says what it waits for. */
 const JOIN_NOTICE_MS = 3000;
+
+/** Milliseconds after the last join before the split check runs (the group settles). */
+const SPLIT_CHECK_MS = 5000;
 
 /** Rejected files remembered for the status. */
 export const REJECTED_FILES = 1000;
@@ -156,6 +165,13 @@ export class Downloader {
   readonly #rejected = new Map<string, string>();
   /** Tasks waiting out a transient error (a full disk), since when, and the latest error. */
   readonly #stalled = { tasks: 0, since: null as number | null, what: "" };
+  /** The topic's partition count, each consumer's partitions, and whether chunks come keyed per chunk. */
+  #topicPartitions = 0;
+  readonly #assigned = new Map<number, number[]>();
+  #perChunkKeys = false;
+  #splitCheck: ReturnType<typeof setTimeout> | undefined;
+  /** The warning about a topic split between processes, while it holds. */
+  #splitWarning: string | null = null;
   /** Consumers in the group (joined and not crashed for good), and the last commit's time. */
   readonly #members = new Set<number>();
   #lastCommitAt: number | null = null;
@@ -202,6 +218,7 @@ export class Downloader {
       inProgress,
       rejected: [...this.#rejected].map(([path, reason]) => ({ path, reason })),
       committed: Object.fromEntries(this.#committed),
+      splitWarning: this.#splitWarning,
     };
   }
 
@@ -232,6 +249,7 @@ export class Downloader {
     });
     try {
       await this.#waitForTopic(admin);
+      this.#topicPartitions = (await admin.fetchTopicOffsets(this.#o.topic)).length;
       if (this.#o.offsetReset === "none") await this.#requireCommittedOffsets(admin);
     } finally {
       await admin.disconnect().catch(() => {});
@@ -264,6 +282,8 @@ export class Downloader {
       });
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
         this.#members.add(i);
+        this.#assigned.set(i, event.payload.memberAssignment[this.#o.topic] ?? []);
+        this.#scheduleSplitCheck();
         const partitions = Object.values(event.payload.memberAssignment).flat().sort((a, b) =>
           a - b
         );
@@ -584,6 +604,13 @@ export class Downloader {
       this.#counts.messagesRead++;
       return await this.#reject(topic, partition, message, `its path is refused: ${error.message}`);
     }
+    if (
+      !this.#perChunkKeys && chunk.nTotalChunks > 1 && message.key !== null &&
+      isPerChunkKey(message.key.toString(), chunk)
+    ) {
+      this.#perChunkKeys = true;
+      this.#scheduleSplitCheck();
+    }
     if (this.#o.regex && !pythonMatch(this.#o.regex, target.key)) return;
     this.#counts.messagesRead++;
     this.#counts.bytesRead += chunk.data.length;
@@ -634,6 +661,37 @@ export class Downloader {
     }
   }
 
+  /**
+   * Checks, once the group has settled (a few seconds after the last join), whether another
+   * process holds some of the topic's partitions while chunks come keyed per chunk: then a file's
+   * chunks are split between the processes and multi-chunk files cannot complete on either.
+   */
+  #scheduleSplitCheck(): void {
+    clearTimeout(this.#splitCheck);
+    this.#splitCheck = setTimeout(() => this.#checkSplit(), SPLIT_CHECK_MS);
+  }
+
+  #checkSplit(): void {
+    if (this.#stopping || this.#topicPartitions === 0) return;
+    const held = new Set([...this.#assigned.values()].flat());
+    const split = this.#perChunkKeys && held.size < this.#topicPartitions;
+    if (!split) {
+      if (this.#splitWarning !== null) {
+        this.#logger.info(
+          `This process now holds all ${this.#topicPartitions} partitions of "${this.#o.topic}": files can complete here again`,
+        );
+      }
+      this.#splitWarning = null;
+      return;
+    }
+    const mine = [...held].sort((a, b) => a - b);
+    const warning = `This process holds ${
+      mine.length === 0 ? "none" : `partition${mine.length === 1 ? "" : "s"} ${mine.join(", ")}`
+    } of the ${this.#topicPartitions} of "${this.#o.topic}"; another member of the group "${this.#o.groupId}" holds the others. The topic's chunks are keyed per chunk (as OpenMSIStream's uploader keys them), so every file's chunks are spread over all partitions, and files of more than one chunk cannot complete in either process. Run one downloader per group on such a topic (use --n_threads for more consumers), or make the topic file-affine (see "More than one machine" in README.md)`;
+    if (this.#splitWarning !== warning) this.#logger.warning(warning);
+    this.#splitWarning = warning;
+  }
+
   #reportRejected(path: string, reason: string): void {
     this.#rejected.delete(path);
     if (this.#rejected.size >= REJECTED_FILES) {
@@ -645,6 +703,7 @@ export class Downloader {
   /** Stops the consumers (each finishes and commits its current batch), then syncs and closes files. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    clearTimeout(this.#splitCheck);
     for (const wake of [...this.#sleepers]) wake();
     await this.#starting?.catch(() => {});
     // Let the batches in flight finish and commit while their consumers still run (kafkajs drops

@@ -28,7 +28,8 @@ const TOPIC = "chunks";
 const CHUNK_SIZE = 1024;
 
 // ---------------------------------------------------------------------------------------------
-// The fake kafkajs client: only what Downloader calls (admin: connect, listTopics, disconnect;
+// The fake kafkajs client: only what Downloader calls (admin: connect, listTopics,
+// fetchTopicOffsets, disconnect;
 // consumer: on, connect, subscribe, run with eachBatch, commitOffsets, disconnect). Downloader
 // never calls eachMessage, pause, resume or the payload's commitOffsetsIfNecessary: the fake
 // throws if it ever does, so such a change is noticed here.
@@ -40,7 +41,10 @@ type UsedConsumer = Pick<
   "on" | "events" | "connect" | "subscribe" | "run" | "commitOffsets" | "disconnect"
 >;
 /** The admin methods Downloader uses. */
-type UsedAdmin = Pick<Admin, "connect" | "listTopics" | "disconnect" | "fetchOffsets">;
+type UsedAdmin = Pick<
+  Admin,
+  "connect" | "listTopics" | "disconnect" | "fetchOffsets" | "fetchTopicOffsets"
+>;
 type OffsetEntry = Parameters<Consumer["commitOffsets"]>[0][number];
 
 /** One call of `commitOffsets`, as the broker would have stored it. */
@@ -199,6 +203,13 @@ class FakeKafka {
       listTopics: () => Promise.resolve([TOPIC, "__consumer_offsets"]),
       disconnect: () => Promise.resolve(),
       fetchOffsets: unused("admin.fetchOffsets"),
+      fetchTopicOffsets: () =>
+        Promise.resolve([0, 1].map((partition) => ({
+          partition,
+          offset: "0",
+          high: "0",
+          low: "0",
+        }))),
     };
   }
 

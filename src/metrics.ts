@@ -92,6 +92,12 @@ export function renderMetrics(s: MetricsSnapshot): string {
       `dfdd_consumers_in_group ${h.consumersInGroup}`,
     ]),
     line(
+      "dfdd_topic_split",
+      "1 while another process of the group holds partitions of a topic keyed per chunk (files cannot complete), else 0.",
+      "gauge",
+      [`dfdd_topic_split ${st.splitWarning === null ? 0 : 1}`],
+    ),
+    line(
       "dfdd_writes_stalled",
       "1 while writing is stopped by a transient error (a full disk), else 0.",
       "gauge",

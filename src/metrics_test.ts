@@ -14,6 +14,7 @@ const status: DownloadStatus = {
   inProgress: [{ path: "a", chunks: 1, total: 2, bytes: 10 }],
   rejected: [{ path: "b", reason: "hash" }],
   committed: { 0: "12" },
+  splitWarning: null,
 };
 const health: DownloaderHealth = {
   stalledSince: null,
@@ -53,6 +54,7 @@ Deno.test("/metrics text has one HELP and TYPE per metric and a sample per parti
       "dfdd_files_in_progress 1",
       "dfdd_quarantine_bytes 4096",
       "dfdd_writes_stalled 0",
+      "dfdd_topic_split 0",
       "dfdd_last_commit_age_seconds 2.500",
       "dfdd_last_error_timestamp_seconds 0.000",
       'dfdd_consumer_lag{partition="0"} 8',

@@ -17,6 +17,7 @@ const status: DownloadStatus = {
   ],
   rejected: [],
   committed: {},
+  splitWarning: null,
 };
 const facts: StatusFacts = { status, bytesPerSecond: 48_230_000, lag: 1200 };
 

@@ -8,7 +8,12 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { dirname, join, relative } from "node:path";
-import { chunkMessagesOfFile, listFiles, produceFiles } from "../src/chunk_producer.ts";
+import {
+  chunkMessagesOfFile,
+  type Keying,
+  listFiles,
+  produceFiles,
+} from "../src/chunk_producer.ts";
 import { registerCodecs } from "../src/compression.ts";
 import { LOG_FILE_NAME, STATE_DIR_NAME } from "../src/safe_path.ts";
 import { bootstrapServers, committedOffsets, endOffsets, testKafka } from "./_kafka.ts";
@@ -198,12 +203,17 @@ export async function assertSameTree(
   for (const [rel, digest] of expected) assert.equal(actual.get(rel), digest, `${rel} differs`);
 }
 
-/** Produces every file under `root` to `topic` as chunk messages. Returns the number of chunks. */
+/**
+ * Produces every file under `root` to `topic` as chunk messages, keyed per chunk as OpenMSIStream's
+ * uploader keys them (a file's chunks spread over the partitions) unless `keying` says `file`.
+ * Returns the number of chunks.
+ */
 export async function produceTree(
   topic: string,
   root: string,
   files?: string[],
   chunkSize?: number,
+  keying: Keying = "chunk",
 ): Promise<number> {
   registerCodecs();
   const producer = testKafka().producer();
@@ -214,7 +224,7 @@ export async function produceTree(
       topic,
       root,
       files ?? await listFiles(root),
-      chunkSize ? { chunkSize } : {},
+      { keying, ...(chunkSize ? { chunkSize } : {}) },
     );
   } finally {
     await producer.disconnect();
@@ -241,14 +251,18 @@ export async function waitForCommitted(
   }
 }
 
-/** The chunk messages of every file under `root` (64 KiB chunks by default), file by file. */
+/**
+ * The chunk messages of every file under `root` (64 KiB chunks by default), file by file, keyed
+ * per chunk as OpenMSIStream's uploader keys them unless `keying` says `file`.
+ */
 export async function chunkMessagesOfTree(
   root: string,
   chunkSize = 65536,
+  keying: Keying = "chunk",
 ): Promise<{ key: string; value: Buffer }[]> {
   const messages: { key: string; value: Buffer }[] = [];
   for (const path of await listFiles(root)) {
-    for await (const { key, value } of chunkMessagesOfFile(path, root, chunkSize)) {
+    for await (const { key, value } of chunkMessagesOfFile(path, root, chunkSize, keying)) {
       messages.push({ key, value });
     }
   }

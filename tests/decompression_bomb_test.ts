@@ -178,7 +178,7 @@ Deno.test("decompression bombs are quarantined with bounded memory and the parti
       const files = await listFiles(root);
       for (const [i, path] of files.entries()) {
         const messages = [];
-        for await (const { key, value } of chunkMessagesOfFile(path, root, 65536)) {
+        for await (const { key, value } of chunkMessagesOfFile(path, root, 65536, "chunk")) {
           messages.push({ key, value, partition: i % 2 });
         }
         await producer.send({ topic, compression: Types.LZ4, acks: -1, messages });
@@ -254,7 +254,9 @@ Deno.test("a compressed batch whose records are malformed is set aside, and the 
       const { Types } = kafkajsCompression;
       const sendFile = async (name: string) => {
         const messages = [];
-        for await (const m of chunkMessagesOfFile(join(root, name), root, 65536)) messages.push(m);
+        for await (const m of chunkMessagesOfFile(join(root, name), root, 65536, "chunk")) {
+          messages.push(m);
+        }
         await producer.send({ topic, compression: Types.LZ4, acks: -1, messages });
       };
       await sendFile("before.bin");

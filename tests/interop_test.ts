@@ -374,7 +374,7 @@ for (const c of LAYOUT_CASES) {
   });
 }
 
-Deno.test("interop: files produced by our chunk producer are rebuilt byte-identical by OpenMSIStream's DataFileDownloadDirectory", async () => {
+Deno.test("interop: files produced by our chunk producer, keyed by file (its default) or per chunk, are rebuilt byte-identical by OpenMSIStream's DataFileDownloadDirectory", async () => {
   await ensureOpenMsiStream();
   const src = await tempDir("interop_ours_src");
   const out = await tempDir("interop_ours_out");
@@ -396,8 +396,20 @@ Deno.test("interop: files produced by our chunk producer are rebuilt byte-identi
   const group = uniqueGroupId("interop-ours");
   let downloader: PythonProcessHandle | undefined;
   try {
-    await produceTree(topic, src, defaultChunked.map(([rel]) => join(src, rel)));
-    await produceTree(topic, src, smallChunked.map(([rel]) => join(src, rel)), SMALL_CHUNK);
+    await produceTree(
+      topic,
+      src,
+      defaultChunked.map(([rel]) => join(src, rel)),
+      undefined,
+      "file",
+    );
+    await produceTree(
+      topic,
+      src,
+      smallChunked.map(([rel]) => join(src, rel)),
+      SMALL_CHUNK,
+      "chunk",
+    );
     downloader = await startPythonDownloader({
       bootstrapServers: bootstrapServers(),
       topic,

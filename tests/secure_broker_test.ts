@@ -97,7 +97,10 @@ async function produceTreeTo(broker: Broker, root: string): Promise<number> {
   const producer = kafka.producer();
   await producer.connect();
   try {
-    return await produceFiles(producer, TOPIC, root, await listFiles(root), { chunkSize: 16384 });
+    return await produceFiles(producer, TOPIC, root, await listFiles(root), {
+      chunkSize: 16384,
+      keying: "chunk",
+    });
   } finally {
     await producer.disconnect();
   }

@@ -43,6 +43,8 @@ export async function produceTree(o: ProduceTreeOptions): Promise<number> {
       let last = performance.now();
       await produceFiles(producer, o.topic, o.root, files, {
         chunkSize: o.chunkSize,
+        // As OpenMSIStream's uploader keys them.
+        keying: "chunk",
         onFile: () => {
           done++;
           if (performance.now() - last > 5000) {
