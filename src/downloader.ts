@@ -25,6 +25,7 @@ import {
   ChunkDecodeError,
   type DataFileChunk,
   decodeChunkFields,
+  fileKey,
   isPerChunkKey,
   verifyChunkHash,
 } from "./chunk_codec.ts";
@@ -75,6 +76,12 @@ export interface DownloaderOptions {
   limits?: Partial<InProgressLimits>;
   /** Test hook called at each dangerous step (a crash test kills the process there). */
   crashHook?: CrashHook;
+  /**
+   * On a partition whose records are keyed by file, commit no further than the first record of a
+   * file still in progress, so that another process that takes the partition over rebuilds that
+   * file from its start (default `true`).
+   */
+  safeOffsets?: boolean;
 }
 
 /** Counts and files, for `check` and the shutdown summary. */
@@ -169,6 +176,10 @@ export class Downloader {
   #topicPartitions = 0;
   readonly #assigned = new Map<number, number[]>();
   #perChunkKeys = false;
+  /** Per partition: the first offset of each file (path identity) begun from it, on file-keyed partitions. */
+  readonly #firstOffsets = new Map<number, Map<string, bigint>>();
+  /** Partitions where a record keyed per chunk was seen: no safe offsets there. */
+  readonly #perChunkPartitions = new Set<number>();
   #splitCheck: ReturnType<typeof setTimeout> | undefined;
   /** The warning about a topic split between processes, while it holds. */
   #splitWarning: string | null = null;
@@ -456,7 +467,7 @@ export class Downloader {
     if (last === undefined) return;
     // Committed before the batch returns: a rebalance waits for the batches in flight, so the
     // next owner of the partition starts after what was handled here.
-    const offset = (BigInt(last) + 1n).toString();
+    const offset = this.#safeOffset(batch.partition, BigInt(last) + 1n).toString();
     await this.#flushAndCommit(consumer, batch.topic, batch.partition, offset, heartbeat);
   }
 
@@ -604,12 +615,19 @@ export class Downloader {
       this.#counts.messagesRead++;
       return await this.#reject(topic, partition, message, `its path is refused: ${error.message}`);
     }
-    if (
-      !this.#perChunkKeys && chunk.nTotalChunks > 1 && message.key !== null &&
-      isPerChunkKey(message.key.toString(), chunk)
-    ) {
-      this.#perChunkKeys = true;
-      this.#scheduleSplitCheck();
+    if (chunk.nTotalChunks > 1 && message.key !== null) {
+      const key = message.key.toString();
+      if (isPerChunkKey(key, chunk)) {
+        this.#perChunkPartitions.add(partition);
+        if (!this.#perChunkKeys) {
+          this.#perChunkKeys = true;
+          this.#scheduleSplitCheck();
+        }
+      } else if (key === fileKey(chunk) && this.#o.safeOffsets !== false) {
+        let firsts = this.#firstOffsets.get(partition);
+        if (!firsts) this.#firstOffsets.set(partition, firsts = new Map());
+        if (!firsts.has(target.identity)) firsts.set(target.identity, BigInt(message.offset));
+      }
     }
     if (this.#o.regex && !pythonMatch(this.#o.regex, target.key)) return;
     this.#counts.messagesRead++;
@@ -674,6 +692,9 @@ export class Downloader {
   #checkSplit(): void {
     if (this.#stopping || this.#topicPartitions === 0) return;
     const held = new Set([...this.#assigned.values()].flat());
+    if (this.#members.size === this.#o.consumers) {
+      this.#releaseMovedFiles(held).catch(() => {});
+    }
     const split = this.#perChunkKeys && held.size < this.#topicPartitions;
     if (!split) {
       if (this.#splitWarning !== null) {
@@ -690,6 +711,55 @@ export class Downloader {
     } of the ${this.#topicPartitions} of "${this.#o.topic}"; another member of the group "${this.#o.groupId}" holds the others. The topic's chunks are keyed per chunk (as OpenMSIStream's uploader keys them), so every file's chunks are spread over all partitions, and files of more than one chunk cannot complete in either process. Run one downloader per group on such a topic (use --n_threads for more consumers), or make the topic file-affine (see "More than one machine" in README.md)`;
     if (this.#splitWarning !== warning) this.#logger.warning(warning);
     this.#splitWarning = warning;
+  }
+
+  /**
+   * The offset to commit for `partition` after handling up to `next`: on a partition keyed by file,
+   * no further than the first record of a file still in progress (a process that takes the
+   * partition over then reads that file again from its start).
+   */
+  #safeOffset(partition: number, next: bigint): bigint {
+    const firsts = this.#firstOffsets.get(partition);
+    if (!firsts || this.#perChunkPartitions.has(partition)) return next;
+    let safe = next;
+    for (const [identity, first] of firsts) {
+      if (!this.#assembler.isInProgress(identity)) firsts.delete(identity);
+      else if (first < safe) safe = first;
+    }
+    return safe;
+  }
+
+  /**
+   * Gives up the files in progress that came from partitions this process no longer holds: their
+   * new owner reads them again from their first record (the offsets committed here never passed it).
+   */
+  async #releaseMovedFiles(held: Set<number>): Promise<void> {
+    for (const [partition, firsts] of [...this.#firstOffsets]) {
+      if (held.has(partition)) continue;
+      this.#firstOffsets.delete(partition);
+      const moving = [...firsts.keys()].filter((identity) =>
+        this.#assembler.isInProgress(identity)
+      );
+      if (moving.length === 0) continue;
+      let given = 0;
+      for (const identity of moving) {
+        given += await this.#assembler.abandon(identity).catch((error) => {
+          this.#logger.warning(
+            `Cannot give up a file of partition ${partition}: ${
+              error instanceof Error ? error.message : error
+            }`,
+          );
+          return 0;
+        });
+      }
+      this.#logger.info(
+        `Partition ${partition} moved to another member of the group: ${given} file${
+          given === 1 ? "" : "s"
+        } in progress from it given up here; the new owner rebuilds ${
+          given === 1 ? "it" : "them"
+        } from ${given === 1 ? "its" : "their"} first record`,
+      );
+    }
   }
 
   #reportRejected(path: string, reason: string): void {

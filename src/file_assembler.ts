@@ -454,6 +454,23 @@ export class FileAssembler {
     if (set?.size === 0) this.#byPath.delete(file.target.identity);
   }
 
+  /** True while a file of this path identity is being rebuilt. */
+  isInProgress(identity: string): boolean {
+    return this.#byPath.has(identity);
+  }
+
+  /**
+   * Gives up the files of this path identity in progress (their partial files and journals go):
+   * another process rebuilds them, from their first record. Returns how many were given up.
+   */
+  abandon(identity: string): Promise<number> {
+    return this.#mutex.run(identity, async () => {
+      const files = [...(this.#byPath.get(identity) ?? [])];
+      for (const file of files) await this.#discard(file);
+      return files.length;
+    });
+  }
+
   /** Files in progress, for the console. */
   status(): AssemblerStatus {
     return {

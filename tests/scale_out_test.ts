@@ -5,18 +5,30 @@
  * topic keyed by file (this project's producer) each process rebuilds whole files.
  */
 import assert from "node:assert/strict";
+import { CompressionTypes } from "kafkajs";
+import { registerCodecs } from "../src/compression.ts";
 import { STATE_DIR_NAME } from "../src/safe_path.ts";
 import {
+  assertSameTree,
+  chunkMessagesOfTree,
   CliProcess,
   fastRejoinConfig,
   join,
   produceTree,
+  sleep,
   tempDir,
   treeDigest,
   waitForCommitted,
   writeRandomFile,
 } from "./_cli.ts";
-import { bootstrapServers, createTopic, uniqueGroupId } from "./_kafka.ts";
+import {
+  bootstrapServers,
+  committedOffsets,
+  createTopic,
+  endOffsets,
+  testKafka,
+  uniqueGroupId,
+} from "./_kafka.ts";
 
 const SPLIT_WARNING =
   /WARNING: This process holds partitions? [\d, ]+ of the 4 of "[^"]+"; another member of the group "[^"]+" holds the others\. The topic's chunks are keyed per chunk/;
@@ -115,3 +127,61 @@ Deno.test("two downloader processes on a topic keyed by file each rebuild whole 
     assert.deepEqual(partial, []);
   }
 });
+
+Deno.test("on a topic keyed by file, a downloader killed mid-file loses nothing: the process that takes its partitions over rebuilds its files from their first record", async () => {
+  const root = await tempDir("takeover_src");
+  for (let i = 0; i < 8; i++) await writeRandomFile(join(root, `t/f${i}.bin`), 1_000_000 + i);
+  const topic = await createTopic(4, "takeover");
+  const group = uniqueGroupId("takeover");
+  const config = await fastRejoinConfig(bootstrapServers());
+  const messages = await chunkMessagesOfTree(root, 65536, "file");
+  // Each file's first half, then (after the kill) its second half.
+  const byFile = new Map<string, typeof messages>();
+  for (const m of messages) byFile.set(m.key, [...(byFile.get(m.key) ?? []), m]);
+  const firstHalf = [...byFile.values()].flatMap((ms) => ms.slice(0, ms.length / 2));
+  const secondHalf = [...byFile.values()].flatMap((ms) => ms.slice(ms.length / 2));
+  const outA = await tempDir("takeover_a");
+  const outB = await tempDir("takeover_b");
+  const a = downloader(outA, config, topic, group);
+  const b = downloader(outB, config, topic, group);
+  registerCodecs();
+  const producer = testKafka().producer();
+  await producer.connect();
+  try {
+    await a.waitFor(SHARE, 60_000);
+    await b.waitFor(SHARE, 60_000);
+    await producer.send({ topic, compression: CompressionTypes.LZ4, messages: firstHalf });
+    // Both have files in progress, and have committed what they wrote, when one dies.
+    await waitForCommittedSome(group, topic);
+    await b.send("check");
+    await b.waitFor(/\(in progress: \d+\/16 chunks/, 30_000);
+    await b.kill("SIGKILL");
+    await producer.send({ topic, compression: CompressionTypes.LZ4, messages: secondHalf });
+    await a.waitFor(/Partition \d moved|successfully reconstructed/, 60_000);
+    await waitForCommitted(group, topic, 120_000);
+    await a.waitFor(/successfully reconstructed from stream/, 60_000, 8);
+    assert.equal(await a.quit(), 0);
+  } finally {
+    await producer.disconnect();
+    await a.kill();
+    await b.kill();
+  }
+  // Every file is in the survivor's tree, byte-identical; the killed one published nothing.
+  await assertSameTree(root, outA);
+  assert.equal((await treeDigest(outB)).size, 0);
+  assert.doesNotMatch(a.output, /This process holds/);
+});
+
+/** Waits until the group has committed something on every partition that has records. */
+async function waitForCommittedSome(group: string, topic: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (true) {
+    const [committed, end] = await Promise.all([
+      committedOffsets(group, topic),
+      endOffsets(topic),
+    ]);
+    if ([...end].every(([p, high]) => high === 0n || (committed.get(p) ?? -1n) >= 0n)) return;
+    assert.ok(Date.now() < deadline, `nothing committed: ${[...committed]}`);
+    await sleep(250);
+  }
+}
