@@ -6,6 +6,7 @@
  */
 import denoConfig from "./deno.json" with { type: "json" };
 import {
+  type CliOptions,
   EXIT_CODES,
   helpText,
   parseArgs,
@@ -22,12 +23,13 @@ import { DrainWatch, lagText, type OffsetsAdmin, partitionLags } from "./src/dra
 import { permissionMessage, type RefusedPermission, refusedPermission } from "./src/io_errors.ts";
 import { Level, Logger } from "./src/logger.ts";
 import { quietKafkajsTimerWarnings } from "./src/process_warnings.ts";
-import { LOG_FILE_NAME } from "./src/safe_path.ts";
+import { LOG_FILE_NAME, STATE_DIR_NAME } from "./src/safe_path.ts";
 import { type MetricsSnapshot, serveMetrics } from "./src/metrics.ts";
 import { RateMeter } from "./src/rate_meter.ts";
 import { StatusLine } from "./src/status_line.ts";
 import { drainReport, runSummary, writeRunSummary } from "./src/run_summary.ts";
-import { resolveSettings } from "./src/settings.ts";
+import { resolveSettings, type RunSettings } from "./src/settings.ts";
+import type { Kafka } from "kafkajs";
 import { dirname, join, resolve } from "node:path";
 
 /** Exit status of a run stopped dead by an armed crash point. */
@@ -158,6 +160,9 @@ async function main(args: string[]): Promise<number> {
     printErr(`${PROGRAM}: error: ${error.message}\n`);
     logger.close();
     return EXIT_CODES.usage;
+  }
+  if (options.rekeyTo !== undefined) {
+    return await runRekeyer(options, settings, kafka, logger);
   }
   const downloader = new Downloader({
     kafka,
@@ -416,6 +421,72 @@ async function main(args: string[]): Promise<number> {
     printErr(`${PROGRAM}: error: ${refusal}\n`);
     return EXIT_CODES.error;
   }
+  return code;
+}
+
+/**
+ * `--rekey_to`: forwards the topic's records to another one keyed by file, until `q`, Ctrl-C or
+ * SIGTERM. Its transactional ids are kept in the output directory, so that a restart fences the
+ * transactions a killed run left open.
+ */
+async function runRekeyer(
+  options: CliOptions,
+  settings: RunSettings,
+  kafka: Kafka,
+  logger: Logger,
+): Promise<number> {
+  const { Rekeyer } = await import("./src/rekeyer.ts");
+  const idFile = join(settings.outputDir, STATE_DIR_NAME, "rekey-id");
+  let id: string;
+  try {
+    id = (await Deno.readTextFile(idFile)).trim();
+  } catch {
+    id = `${PROGRAM}-rekey-${crypto.randomUUID()}`;
+    await Deno.mkdir(dirname(idFile), { recursive: true });
+    await Deno.writeTextFile(idFile, id + "\n");
+  }
+  const rekeyer = new Rekeyer({
+    kafka,
+    from: options.consumerTopicName,
+    to: options.rekeyTo!,
+    groupId: settings.groupId,
+    consumers: options.nThreads,
+    logger,
+    transactionalIdPrefix: id,
+  });
+  let requestStop: (reason: string) => void = () => {};
+  const stopRequested = new Promise<string>((resolve) => (requestStop = resolve));
+  const signals = [["SIGINT", () => requestStop("Ctrl-C")], [
+    "SIGTERM",
+    () => requestStop("SIGTERM"),
+  ]] as const;
+  for (const [signal, handler] of signals) Deno.addSignalListener(signal, handler);
+  const report = () => {
+    const s = rekeyer.status();
+    return `${s.forwarded} records forwarded in ${s.batches} transactions (${s.unkeyed} not chunks, forwarded with their own key)`;
+  };
+  readCommands(Deno.stdin.readable, (command) => {
+    if (command === "quit") requestStop("quit");
+    else logger.info(report());
+  }).catch(() => {});
+  logger.info(
+    `Re-keying the records of "${options.consumerTopicName}" into "${options.rekeyTo}" (keyed by file) with ${options.nThreads} consumer${
+      options.nThreads === 1 ? "" : "s"
+    } (consumer group ${settings.groupId})`,
+  );
+  let code: number = EXIT_CODES.ok;
+  const started = rekeyer.start().then(() => null, (error: unknown) => error);
+  const outcome = await Promise.race([started, stopRequested.then(() => null)]);
+  if (outcome !== null) {
+    logger.error(`Cannot re-key: ${outcome instanceof Error ? outcome.message : outcome}`);
+    code = EXIT_CODES.error;
+  } else {
+    logger.info(`Shutting down (${await stopRequested}): finishing the current transactions`);
+  }
+  await rekeyer.stop();
+  logger.info(report());
+  for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
+  logger.close();
   return code;
 }
 

@@ -54,6 +54,8 @@ export interface CliOptions {
   metricsPort: number | undefined;
   /** Address the metrics endpoint listens on. */
   metricsHost: string;
+  /** Re-key the topic into this one (keyed by file) instead of rebuilding files, or `undefined`. */
+  rekeyTo: string | undefined;
 }
 
 type Kind =
@@ -260,6 +262,14 @@ const OPTIONS: readonly OptionSpec[] = [
     metavar: "HOST",
     default: "127.0.0.1",
     help: "Address the metrics endpoint listens on",
+  },
+  {
+    flag: "--rekey_to",
+    key: "rekeyTo",
+    kind: "string",
+    metavar: "TOPIC",
+    help:
+      "Instead of rebuilding files, forward every record of the topic to TOPIC keyed by file (in Kafka transactions), so that several downloader processes can share TOPIC; output_dir then only holds the log",
   },
 ];
 
@@ -481,6 +491,7 @@ export function parseArgs(argv: readonly string[]): ParseResult {
     exitWhenDone: false,
     summaryJson: undefined,
     metricsPort: undefined,
+    rekeyTo: undefined,
   };
   const given = new Set<OptionSpec["key"]>();
   const positionals: string[] = [];

@@ -63,6 +63,7 @@ Deno.test("parseArgs() fills in the reference's defaults", () => {
     summaryJson: undefined,
     metricsPort: undefined,
     metricsHost: "127.0.0.1",
+    rekeyTo: undefined,
   });
 });
 
@@ -89,6 +90,7 @@ Deno.test("parseArgs() reads every option, as '--opt value' and as '--opt=value'
     ["--summary_json", "s.json"],
     ["--metrics_port", "9464"],
     ["--metrics_host", "0.0.0.0"],
+    ["--rekey_to", "by_file"],
   ];
   const expected = {
     outputDir: "out",
@@ -116,6 +118,7 @@ Deno.test("parseArgs() reads every option, as '--opt value' and as '--opt=value'
     summaryJson: "s.json",
     metricsPort: 9464,
     metricsHost: "0.0.0.0",
+    rekeyTo: "by_file",
   };
   const spaced = argv.flat();
   const flags = ["--treat_undecryptable_as_plaintext", "--exit_when_done"];
@@ -400,6 +403,7 @@ Deno.test("helpText() lists every option, with '(default = X)' where there is a 
     "--exit_when_done",
     "--summary_json",
     "--metrics_port",
+    "--rekey_to",
   ];
   const lines = text.split("\n");
   /** The help of `flag`: its line and the continuation line, if any. */

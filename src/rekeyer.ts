@@ -1,0 +1,160 @@
+/**
+ * The re-keying stage (`--rekey_to TOPIC`): consumes a topic keyed per chunk (OpenMSIStream's
+ * uploader) and forwards every record, its value's bytes and its timestamp unchanged, to a topic
+ * keyed by file ({@linkcode fileKey}), so that all of a file's chunks land in one partition and
+ * several downloader processes can share it (see "More than one machine" in README.md).
+ *
+ * Each consumer forwards a batch in one Kafka transaction with the batch's offsets
+ * (`sendOffsets`), so a batch is forwarded and consumed together or not at all; downstream
+ * consumers read committed records only (kafkajs's default). Only the chunk's small fields are
+ * decoded, for the key. A record that is not a chunk is forwarded with its key unchanged (the
+ * downloader quarantines it).
+ *
+ * @module
+ */
+import { CompressionTypes, type Consumer, type Kafka, type Producer } from "kafkajs";
+import { decodeChunkFields, fileKey } from "./chunk_codec.ts";
+import type { Logger } from "./logger.ts";
+
+/** Options of {@linkcode Rekeyer}. */
+export interface RekeyerOptions {
+  kafka: Kafka;
+  /** The topic keyed per chunk. */
+  from: string;
+  /** The topic keyed by file (created with `from`'s partition count when missing). */
+  to: string;
+  /** Consumer group of the re-keyers. */
+  groupId: string;
+  /** Consumers (and transactional producers) in this process. */
+  consumers: number;
+  logger: Logger;
+  /** Transactional ids are `<prefix>-<consumer>`; the same id fences an earlier incarnation. */
+  transactionalIdPrefix: string;
+}
+
+/** Counts of the re-keyer. */
+export interface RekeyStatus {
+  forwarded: number;
+  batches: number;
+  /** Records forwarded with their own key (not chunks). */
+  unkeyed: number;
+}
+
+/** The key a chunk record gets on the file-keyed topic, or `null` when it is not a chunk. */
+export function fileKeyOf(value: Uint8Array | null): string | null {
+  try {
+    return fileKey(decodeChunkFields(value));
+  } catch {
+    return null;
+  }
+}
+
+/** Forwards records from a per-chunk-keyed topic to a file-keyed one, exactly once per batch. */
+export class Rekeyer {
+  readonly #o: RekeyerOptions;
+  readonly #consumers: Consumer[] = [];
+  readonly #producers: Producer[] = [];
+  readonly #status: RekeyStatus = { forwarded: 0, batches: 0, unkeyed: 0 };
+  #stopping = false;
+
+  constructor(options: RekeyerOptions) {
+    this.#o = options;
+  }
+
+  status(): RekeyStatus {
+    return { ...this.#status };
+  }
+
+  /** Creates the target topic if needed, then starts the consumers. */
+  async start(): Promise<void> {
+    const admin = this.#o.kafka.admin();
+    await admin.connect();
+    try {
+      const topics = await admin.listTopics();
+      if (!topics.includes(this.#o.from)) {
+        throw new Error(`Cannot re-key: the topic "${this.#o.from}" does not exist`);
+      }
+      if (!topics.includes(this.#o.to)) {
+        const partitions = (await admin.fetchTopicOffsets(this.#o.from)).length;
+        await admin.createTopics({
+          topics: [{ topic: this.#o.to, numPartitions: partitions }],
+          waitForLeaders: true,
+        });
+        this.#o.logger.info(
+          `Created the topic "${this.#o.to}" with ${partitions} partitions (as "${this.#o.from}")`,
+        );
+      }
+    } finally {
+      await admin.disconnect().catch(() => {});
+    }
+    for (let i = 0; i < this.#o.consumers && !this.#stopping; i++) {
+      const producer = this.#o.kafka.producer({
+        transactionalId: `${this.#o.transactionalIdPrefix}-${i}`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+      });
+      await producer.connect();
+      this.#producers.push(producer);
+      const consumer = this.#o.kafka.consumer({
+        groupId: this.#o.groupId,
+        readUncommitted: false,
+        heartbeatInterval: 500,
+        maxWaitTimeInMs: 500,
+      });
+      this.#consumers.push(consumer);
+      await consumer.connect();
+      await consumer.subscribe({ topic: this.#o.from, fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+          if (batch.messages.length === 0 || !isRunning() || isStale()) return;
+          const messages = batch.messages.map((m) => {
+            const key = fileKeyOf(m.value);
+            if (key === null) this.#status.unkeyed++;
+            return {
+              key: key ?? m.key,
+              value: m.value,
+              timestamp: m.timestamp,
+              ...(m.headers ? { headers: m.headers } : {}),
+            };
+          });
+          const last = batch.messages[batch.messages.length - 1]!.offset;
+          const transaction = await producer.transaction();
+          try {
+            await transaction.send({
+              topic: this.#o.to,
+              compression: CompressionTypes.LZ4,
+              messages,
+            });
+            await transaction.sendOffsets({
+              consumerGroupId: this.#o.groupId,
+              topics: [{
+                topic: batch.topic,
+                partitions: [{
+                  partition: batch.partition,
+                  offset: (BigInt(last) + 1n).toString(),
+                }],
+              }],
+            });
+            await transaction.commit();
+          } catch (error) {
+            await transaction.abort().catch(() => {});
+            throw error;
+          }
+          resolveOffset(last);
+          this.#status.forwarded += messages.length;
+          this.#status.batches++;
+          await heartbeat().catch(() => {});
+        },
+      });
+    }
+  }
+
+  /** Finishes the batches in flight (their transactions), then leaves the group. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await Promise.all(this.#consumers.map((c) => c.disconnect().catch(() => {})));
+    await Promise.all(this.#producers.map((p) => p.disconnect().catch(() => {})));
+  }
+}
