@@ -691,10 +691,11 @@ export class Downloader {
 
   #checkSplit(): void {
     if (this.#stopping || this.#topicPartitions === 0) return;
+    // Until every consumer of this process has joined, the "other member" may be one of them (or
+    // a member of an earlier run that Kafka has not dropped yet): look again later.
+    if (this.#members.size < this.#o.consumers) return this.#scheduleSplitCheck();
     const held = new Set([...this.#assigned.values()].flat());
-    if (this.#members.size === this.#o.consumers) {
-      this.#releaseMovedFiles(held).catch(() => {});
-    }
+    this.#releaseMovedFiles(held).catch(() => {});
     const split = this.#perChunkKeys && held.size < this.#topicPartitions;
     if (!split) {
       if (this.#splitWarning !== null) {
