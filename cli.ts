@@ -19,6 +19,7 @@ import { toHex } from "./src/chunk_codec.ts";
 import { ConfigError } from "./src/config_file.ts";
 import { checkReport, readCommands, shutdownSummary } from "./src/console.ts";
 import { CRASH_ENV, crashHookFromSpec } from "./src/crash_points.ts";
+import type { CrashHook } from "./src/state_file.ts";
 import { DrainWatch, lagText, type OffsetsAdmin, partitionLags } from "./src/drain.ts";
 import { permissionMessage, type RefusedPermission, refusedPermission } from "./src/io_errors.ts";
 import { Level, Logger } from "./src/logger.ts";
@@ -162,7 +163,7 @@ async function main(args: string[]): Promise<number> {
     return EXIT_CODES.usage;
   }
   if (options.rekeyTo !== undefined) {
-    return await runRekeyer(options, settings, kafka, logger);
+    return await runRekeyer(options, settings, kafka, logger, crashHook);
   }
   const downloader = new Downloader({
     kafka,
@@ -434,6 +435,7 @@ async function runRekeyer(
   settings: RunSettings,
   kafka: Kafka,
   logger: Logger,
+  crashHook: CrashHook | undefined,
 ): Promise<number> {
   const { Rekeyer } = await import("./src/rekeyer.ts");
   const idFile = join(settings.outputDir, STATE_DIR_NAME, "rekey-id");
@@ -453,6 +455,8 @@ async function runRekeyer(
     consumers: options.nThreads,
     logger,
     transactionalIdPrefix: id,
+    consumerConfig: settings.kafka.consumer,
+    ...(crashHook ? { crashHook } : {}),
   });
   let requestStop: (reason: string) => void = () => {};
   const stopRequested = new Promise<string>((resolve) => (requestStop = resolve));

@@ -8,7 +8,8 @@
  * `during-state-file-write` (temporary state file written, not yet synced or renamed),
  * `between-flush-and-commit` (everything synced, offsets not yet committed), `before-publish`
  * (file complete and checked, not yet renamed into place), `after-publish` (renamed into place,
- * its journal not yet removed).
+ * its journal not yet removed). The re-keyer (`--rekey_to`) has one: `rekey-before-commit` (a
+ * batch's records and offsets sent in its transaction, the transaction not yet committed).
  *
  * @module
  */
@@ -27,6 +28,9 @@ export const CRASH_POINTS: readonly CrashPoint[] = [
   "after-publish",
 ];
 
+/** The re-keyer's crash points (`--rekey_to`). */
+export const REKEYER_CRASH_POINTS: readonly CrashPoint[] = ["rekey-before-commit"];
+
 /**
  * Builds the hook armed by `spec` (`<point>` or `<point>:<n>`), or `undefined` when `spec` is
  * empty. `stop` is called once, at the `n`-th arrival at the point; it must not return normally
@@ -40,10 +44,11 @@ export function crashHookFromSpec(
 ): CrashHook | undefined {
   if (spec === undefined || spec.trim() === "") return undefined;
   const [name = "", count = "1", ...rest] = spec.trim().split(":");
-  const point = CRASH_POINTS.find((p) => p === name);
+  const points = [...CRASH_POINTS, ...REKEYER_CRASH_POINTS];
+  const point = points.find((p) => p === name);
   if (point === undefined) {
     throw new RangeError(
-      `${CRASH_ENV}="${spec}" names no crash point; use one of ${CRASH_POINTS.join(", ")}`,
+      `${CRASH_ENV}="${spec}" names no crash point; use one of ${points.join(", ")}`,
     );
   }
   const n = Number(count);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CRASH_POINTS, crashHookFromSpec } from "./crash_points.ts";
+import { CRASH_POINTS, crashHookFromSpec, REKEYER_CRASH_POINTS } from "./crash_points.ts";
 import type { CrashPoint } from "./state_file.ts";
 
 Deno.test("no spec arms nothing", () => {
@@ -8,10 +8,11 @@ Deno.test("no spec arms nothing", () => {
 });
 
 Deno.test("a point stops at its first arrival by default, and only there", () => {
-  for (const point of CRASH_POINTS) {
+  const all = [...CRASH_POINTS, ...REKEYER_CRASH_POINTS];
+  for (const point of all) {
     const stops: CrashPoint[] = [];
     const hook = crashHookFromSpec(point, (p) => stops.push(p))!;
-    for (const other of CRASH_POINTS) hook(other);
+    for (const other of all) hook(other);
     hook(point);
     assert.deepEqual(stops, [point]);
   }

@@ -11,6 +11,10 @@ import type { Logger } from "./logger.ts";
 /** Seconds during which the same client message is not repeated. */
 const REPEAT_SECONDS = 30;
 
+/** Client messages about conditions the client retries on its own. */
+const ROUTINE =
+  /rebalanc|coordinator is (loading|not available)|another concurrent operation on the same transaction/i;
+
 /** Creates a kafkajs client whose diagnostics go to `logger` (errors as warnings, the rest as debug). */
 export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
   registerCodecs();
@@ -27,8 +31,9 @@ export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
       const text = `Kafka client: ${message}${error ? ` (${error})` : ""}${
         broker ? ` [${broker}]` : ""
       }`;
-      // Rebalances are routine (consumers joining or leaving); the downloader logs assignments itself.
-      if (level > logLevel.WARN || /rebalanc/i.test(text)) return logger.debug(text);
+      // Rebalances are routine (consumers joining or leaving); the downloader logs assignments
+      // itself. A coordinator still loading or a transaction still closing is retried by the client.
+      if (level > logLevel.WARN || ROUTINE.test(text)) return logger.debug(text);
       const now = Date.now();
       const key = `${message}|${error ?? ""}`;
       if ((lastSeen.get(key) ?? -Infinity) > now - REPEAT_SECONDS * 1000) return logger.debug(text);

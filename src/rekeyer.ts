@@ -12,9 +12,24 @@
  *
  * @module
  */
-import { CompressionTypes, type Consumer, type Kafka, type Producer } from "kafkajs";
+import {
+  CompressionTypes,
+  type Consumer,
+  type ConsumerConfig,
+  type Kafka,
+  type Producer,
+} from "kafkajs";
 import { decodeChunkFields, fileKey } from "./chunk_codec.ts";
 import type { Logger } from "./logger.ts";
+import type { CrashHook } from "./state_file.ts";
+
+/**
+ * How long a transaction may stay open before the broker aborts it. A re-keyer that dies with a
+ * transaction open holds back the consumers of the partitions it wrote to (they read committed
+ * records only) until then, unless it restarts first (its transactional id fences the old one).
+ * A batch's transaction takes well under a second.
+ */
+export const REKEY_TRANSACTION_TIMEOUT_MS = 15_000;
 
 /** Options of {@linkcode Rekeyer}. */
 export interface RekeyerOptions {
@@ -30,6 +45,10 @@ export interface RekeyerOptions {
   logger: Logger;
   /** Transactional ids are `<prefix>-<consumer>`; the same id fences an earlier incarnation. */
   transactionalIdPrefix: string;
+  /** Consumer settings from the config file (session timeout, fetch sizes…). */
+  consumerConfig?: Omit<ConsumerConfig, "groupId">;
+  /** Test hook called at each dangerous step (a crash test kills the process there). */
+  crashHook?: CrashHook;
 }
 
 /** Counts of the re-keyer. */
@@ -92,16 +111,39 @@ export class Rekeyer {
         transactionalId: `${this.#o.transactionalIdPrefix}-${i}`,
         idempotent: true,
         maxInFlightRequests: 1,
+        transactionTimeout: REKEY_TRANSACTION_TIMEOUT_MS,
       });
       await producer.connect();
       this.#producers.push(producer);
       const consumer = this.#o.kafka.consumer({
-        groupId: this.#o.groupId,
-        readUncommitted: false,
         heartbeatInterval: 500,
         maxWaitTimeInMs: 500,
+        ...this.#o.consumerConfig,
+        groupId: this.#o.groupId,
+        readUncommitted: false,
+        allowAutoTopicCreation: false,
       });
       this.#consumers.push(consumer);
+      consumer.on(consumer.events.GROUP_JOIN, (event) => {
+        const partitions = (event.payload.memberAssignment[this.#o.from] ?? []).toSorted((a, b) =>
+          a - b
+        );
+        this.#o.logger.info(
+          `Re-keyer ${i + 1} of ${this.#o.consumers} joined the group with ${
+            partitions.length === 0
+              ? "no partitions"
+              : `partition${partitions.length === 1 ? "" : "s"} ${partitions.join(", ")}`
+          }`,
+        );
+      });
+      consumer.on(consumer.events.CRASH, (event) => {
+        const { error, restart } = event.payload;
+        this.#o.logger.error(
+          `Re-keyer ${i + 1} stopped on an error: ${error.message}${
+            restart ? "; it restarts" : ""
+          }`,
+        );
+      });
       await consumer.connect();
       await consumer.subscribe({ topic: this.#o.from, fromBeginning: true });
       await consumer.run({
@@ -137,6 +179,7 @@ export class Rekeyer {
                 }],
               }],
             });
+            this.#o.crashHook?.("rekey-before-commit");
             await transaction.commit();
           } catch (error) {
             await transaction.abort().catch(() => {});

@@ -31,7 +31,8 @@ export type CrashPoint =
   | "during-state-file-write"
   | "before-publish"
   | "after-publish"
-  | "between-flush-and-commit";
+  | "between-flush-and-commit"
+  | "rekey-before-commit";
 
 /** Called at each dangerous step; a crash test kills the process from it. */
 export type CrashHook = (point: CrashPoint) => void;

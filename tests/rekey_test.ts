@@ -5,8 +5,23 @@
  * group, each with its own output directory, rebuild: every file whole, once, in one of them.
  */
 import assert from "node:assert/strict";
-import { CliProcess, join, sleep, tempDir, treeDigest, writeRandomFile } from "./_cli.ts";
-import { bootstrapServers, createTopic, endOffsets, uniqueGroupId } from "./_kafka.ts";
+import { CompressionTypes } from "kafkajs";
+import { decodeChunkFields, fileKey } from "../src/chunk_codec.ts";
+import { registerCodecs } from "../src/compression.ts";
+import { CRASH_ENV } from "../src/crash_points.ts";
+import { STATE_DIR_NAME } from "../src/safe_path.ts";
+import {
+  chunkMessagesOfTree,
+  CliProcess,
+  fastRejoinConfig,
+  join,
+  sleep,
+  tempDir,
+  treeDigest,
+  waitForCommitted,
+  writeRandomFile,
+} from "./_cli.ts";
+import { bootstrapServers, createTopic, endOffsets, testKafka, uniqueGroupId } from "./_kafka.ts";
 import {
   ensureOpenMsiStream,
   pythonEnv,
@@ -134,4 +149,183 @@ Deno.test("three downloader processes rebuild an uploader's topic re-keyed by fi
   const total = (m: Map<number, bigint>) => [...m.values()].reduce((a, b) => a + b, 0n);
   assert.equal(total(sourceEnds), BigInt(chunks));
   assert.ok(total(ends) >= BigInt(chunks));
+});
+
+/** The exit status of a run stopped at a crash point (cli.ts). */
+const CRASH_EXIT_CODE = 86;
+
+/**
+ * The chunks on `topic` as `<file key>#<chunk index>`, read by a fresh consumer until at least
+ * `atLeast` came and then nothing more for 3 s (records that are not chunks count as `?`).
+ */
+async function chunkIdsOn(topic: string, readUncommitted: boolean, atLeast: number) {
+  registerCodecs();
+  const ids: string[] = [];
+  let lastAt = Date.now();
+  const consumer = testKafka().consumer({
+    groupId: uniqueGroupId("count"),
+    readUncommitted,
+    maxWaitTimeInMs: 200,
+  });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      eachMessage: ({ message }) => {
+        try {
+          const chunk = decodeChunkFields(message.value);
+          ids.push(`${fileKey(chunk)}#${chunk.chunkI}`);
+        } catch {
+          ids.push("?");
+        }
+        lastAt = Date.now();
+        return Promise.resolve();
+      },
+    });
+    const deadline = Date.now() + 90_000;
+    while (ids.length < atLeast || Date.now() - lastAt < 3000) {
+      assert.ok(Date.now() < deadline, `only ${ids.length} records on "${topic}", ${atLeast} due`);
+      await sleep(200);
+    }
+  } finally {
+    await consumer.disconnect();
+  }
+  return ids;
+}
+
+function rekeyer(dir: string, config: string, from: string, to: string, group: string, env = {}) {
+  return new CliProcess(
+    [
+      dir,
+      "--config",
+      config,
+      "--topic_name",
+      from,
+      "--consumer_group_id",
+      group,
+      "--rekey_to",
+      to,
+      "--n_threads",
+      "1",
+    ],
+    env,
+  );
+}
+
+Deno.test("a re-keyer and a downloader killed mid-stream: the others finish every file, each once, and the aborted forward is never read", async () => {
+  const root = await tempDir("rekill_src");
+  for (let i = 0; i < 12; i++) {
+    await writeRandomFile(join(root, `k${i % 3}/f${i}.bin`), 200_000 + 23_000 * i);
+  }
+  const source = await createTopic(8, "rekill_src");
+  const target = await createTopic(8, "rekill_dst");
+  const config = await fastRejoinConfig(bootstrapServers());
+  // Keyed per chunk, as OpenMSIStream's uploader keys them; each file's first half, then (after
+  // the kills) its second half.
+  const messages = await chunkMessagesOfTree(root, 16384, "chunk");
+  const byFile = new Map<string, typeof messages>();
+  for (const m of messages) {
+    const key = fileKey(decodeChunkFields(m.value));
+    byFile.set(key, [...(byFile.get(key) ?? []), m]);
+  }
+  const firstHalf = [...byFile.values()].flatMap((ms) => ms.slice(0, ms.length / 2));
+  const secondHalf = [...byFile.values()].flatMap((ms) => ms.slice(ms.length / 2));
+
+  const outs = [await tempDir("rekill_a"), await tempDir("rekill_b"), await tempDir("rekill_c")];
+  const rekeyDirs = [await tempDir("rekill_r1"), await tempDir("rekill_r2")];
+  const group = uniqueGroupId("rekill_downloaders");
+  const rekeyGroup = uniqueGroupId("rekill_rekeyers");
+  const downloaders = outs.map((out) =>
+    new CliProcess([
+      out,
+      "--config",
+      config,
+      "--topic_name",
+      target,
+      "--consumer_group_id",
+      group,
+      "--n_threads",
+      "1",
+    ])
+  );
+  const rekeyers: CliProcess[] = [];
+  registerCodecs();
+  const producer = testKafka().producer();
+  await producer.connect();
+  let victim = -1;
+  try {
+    await waitForShares(downloaders, 8);
+    rekeyers.push(rekeyer(rekeyDirs[0]!, config, source, target, rekeyGroup));
+    await rekeyers[0]!.waitFor(/Re-keyer 1 of 1 joined the group with partitions/, 60_000);
+    await producer.send({ topic: source, compression: CompressionTypes.LZ4, messages: firstHalf });
+    await waitForCommitted(rekeyGroup, source, 60_000);
+
+    // The downloader with the most files in progress dies (none of its files can be complete).
+    const inProgress: number[] = [];
+    for (const d of downloaders) {
+      const before = d.output.length;
+      await d.send("check");
+      await d.waitFor(/files completely reconstructed so far/, 30_000, 1);
+      await sleep(300);
+      inProgress.push([...d.output.slice(before).matchAll(/in progress: /g)].length);
+    }
+    victim = inProgress.indexOf(Math.max(...inProgress));
+    assert.ok(inProgress[victim]! > 0, `no file in progress: ${inProgress}`);
+    await downloaders[victim]!.kill("SIGKILL");
+
+    // A second re-keyer joins; it takes half the partitions and dies at its first transaction,
+    // after its records and offsets were sent, before the commit.
+    rekeyers.push(
+      rekeyer(rekeyDirs[1]!, config, source, target, rekeyGroup, {
+        [CRASH_ENV]: "rekey-before-commit",
+      }),
+    );
+    await rekeyers[1]!.waitFor(/Re-keyer 1 of 1 joined the group with partitions/, 60_000);
+    await rekeyers[0]!.waitFor(/Re-keyer 1 of 1 joined the group with partitions/, 60_000, 2);
+    await producer.send({ topic: source, compression: CompressionTypes.LZ4, messages: secondHalf });
+    assert.equal(await rekeyers[1]!.exit(60_000), CRASH_EXIT_CODE, rekeyers[1]!.output);
+    assert.match(rekeyers[1]!.output, /stopping dead at rekey-before-commit/);
+
+    // The survivors rebuild every file.
+    const survivors = outs.filter((_, i) => i !== victim);
+    const expected = await treeDigest(root);
+    const deadline = Date.now() + 180_000;
+    let found = 0;
+    while (found < expected.size) {
+      assert.ok(Date.now() < deadline, `only ${found} of ${expected.size} files rebuilt`);
+      await sleep(500);
+      const trees = await Promise.all(survivors.map((out) => treeDigest(out)));
+      found = [...expected.keys()].filter((rel) => trees.some((t) => t.has(rel))).length;
+    }
+    for (const [i, d] of downloaders.entries()) {
+      if (i !== victim) assert.equal(await d.quit(), 0, d.output);
+    }
+    assert.equal(await rekeyers[0]!.quit(), 0, rekeyers[0]!.output);
+  } finally {
+    await producer.disconnect();
+    for (const p of [...downloaders, ...rekeyers]) await p.kill();
+  }
+  // Each file once, whole, in one survivor; the killed downloader published nothing; nothing is
+  // left in progress.
+  const expected = await treeDigest(root);
+  const trees = await Promise.all(outs.map((out) => treeDigest(out)));
+  assert.equal(trees[victim]!.size, 0);
+  for (const [rel, digest] of expected) {
+    const copies = trees.map((t) => t.get(rel)).filter((d) => d !== undefined);
+    assert.deepEqual(copies, [digest], `${rel}: ${copies.length} copies`);
+  }
+  for (const [i, out] of outs.entries()) {
+    if (i === victim) continue;
+    const partial = [];
+    for await (const e of Deno.readDir(join(out, STATE_DIR_NAME, "partial"))) partial.push(e.name);
+    assert.deepEqual(partial, [], `left in progress in ${out}`);
+  }
+  assert.doesNotMatch(rekeyers[0]!.output, /ERROR|WARNING/);
+  // Downstream (committed records) every chunk is there exactly once; the aborted transaction's
+  // records are in the log all the same, where only an uncommitted read sees them.
+  const committed = await chunkIdsOn(target, false, messages.length);
+  assert.equal(committed.length, messages.length);
+  assert.equal(new Set(committed).size, messages.length);
+  const all = await chunkIdsOn(target, true, messages.length + 1);
+  assert.ok(all.length > messages.length, `${all.length} records, ${messages.length} chunks`);
 });
