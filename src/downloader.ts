@@ -291,6 +291,14 @@ export class Downloader {
           }`,
         );
       });
+      // A fetch of transaction markers or aborted records only never reaches eachBatch: its
+      // offsets are committed here, so that the group's offsets reach the partition's end.
+      consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
+        const { topic, partition, batchSize, lastOffset } = event.payload;
+        if (batchSize === 0 && topic === this.#o.topic) {
+          this.#commitFiltered(consumer, partition, lastOffset);
+        }
+      });
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
         this.#members.add(i);
         this.#assigned.set(i, event.payload.memberAssignment[this.#o.topic] ?? []);
@@ -463,12 +471,36 @@ export class Downloader {
     advance();
     if (failure) throw failure.error;
     await keepAlive();
-    const last = resolved > 0 ? messages[resolved - 1]!.offset : undefined;
+    // Every record handled: the batch's last offset also covers the transaction markers and
+    // aborted records after them (a topic written in transactions, such as a re-keyed one).
+    const last = resolved === 0
+      ? undefined
+      : resolved === messages.length
+      ? batch.lastOffset()
+      : messages[resolved - 1]!.offset;
     if (last === undefined) return;
     // Committed before the batch returns: a rebalance waits for the batches in flight, so the
     // next owner of the partition starts after what was handled here.
     const offset = this.#safeOffset(batch.partition, BigInt(last) + 1n).toString();
     await this.#flushAndCommit(consumer, batch.topic, batch.partition, offset, heartbeat);
+  }
+
+  /** Commits past a fetch whose records were all filtered out (markers, aborted records). */
+  #commitFiltered(consumer: Consumer, partition: number, lastOffset: string): void {
+    if (this.#stopping) return;
+    this.#active++;
+    const offset = this.#safeOffset(partition, BigInt(lastOffset) + 1n).toString();
+    this.#flushAndCommit(consumer, this.#o.topic, partition, offset, () => Promise.resolve())
+      .catch((error) =>
+        this.#logger.warning(
+          `Cannot commit offset ${offset} of partition ${partition} (${
+            error instanceof Error ? error.message : error
+          }); its records will be read again and recognised as duplicates`,
+        )
+      )
+      .finally(() => {
+        if (--this.#active === 0) this.#drained?.();
+      });
   }
 
   /** Makes everything written so far durable, then commits `offset` of the partition. */

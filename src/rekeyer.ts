@@ -161,7 +161,8 @@ export class Rekeyer {
               ...(m.headers ? { headers: m.headers } : {}),
             };
           });
-          const last = batch.messages[batch.messages.length - 1]!.offset;
+          // The batch's last offset also covers transaction markers after its last record.
+          const last = batch.lastOffset();
           const transaction = await producer.transaction();
           try {
             await transaction.send({
@@ -185,7 +186,7 @@ export class Rekeyer {
             await transaction.abort().catch(() => {});
             throw error;
           }
-          resolveOffset(last);
+          resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
           this.#status.forwarded += messages.length;
           this.#status.batches++;
           await heartbeat().catch(() => {});

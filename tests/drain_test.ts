@@ -18,6 +18,7 @@ import {
   sleep,
   startDownloader,
   tempDir,
+  waitForCommitted,
   writeRandomFile,
 } from "./_cli.ts";
 import {
@@ -230,4 +231,79 @@ Deno.test("drain mode: partitions held by another member are finished after a re
   for (const [partition, end] of await endOffsets(topic)) {
     if (end > 0n) assert.equal(committed.get(partition), end);
   }
+});
+
+Deno.test("drain mode on a topic written in transactions (as --rekey_to writes): aborted records are never read, and the drain ends at the markers", async () => {
+  const root = await tempDir("txn_src");
+  const aborted = await tempDir("txn_aborted");
+  for (let i = 0; i < 4; i++) await writeRandomFile(join(root, `t/f${i}.bin`), 150_000 + i);
+  await writeRandomFile(join(aborted, "t/f0.bin"), 150_000); // same name, other bytes
+  await writeRandomFile(join(aborted, "t/never.bin"), 90_000);
+  const topic = await createTopic(2, "drain_txn");
+  const group = uniqueGroupId("drain_txn");
+  registerCodecs();
+  const producer = testKafka().producer({
+    transactionalId: uniqueGroupId("txn"),
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
+  await producer.connect();
+  try {
+    // Committed transactions with an aborted one between them (its records and marker stay in
+    // the log); each transaction ends with a marker, the last offset of each partition.
+    const messages = await chunkMessagesOfTree(root, 65536, "file");
+    const half = Math.floor(messages.length / 2);
+    for (
+      const [part, commit] of [[messages.slice(0, half), true], [
+        await chunkMessagesOfTree(aborted, 65536, "file"),
+        false,
+      ], [messages.slice(half), true]] as const
+    ) {
+      const transaction = await producer.transaction();
+      await transaction.send({ topic, compression: CompressionTypes.LZ4, messages: [...part] });
+      await (commit ? transaction.commit() : transaction.abort());
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  const out = await tempDir("txn_out");
+  const summaryPath = join(await tempDir("summary"), "run.json");
+  const cli = startDownloader(
+    out,
+    topic,
+    group,
+    "--exit_when_done",
+    "--summary_json",
+    summaryPath,
+  );
+  assert.equal(await cli.exit(120_000), 0, cli.output);
+  await assertSameTree(root, out);
+  const summary = await readSummary(summaryPath);
+  assert.equal(summary.files.published, 4);
+  assert.deepEqual(summary.files.incomplete, []);
+  // The group's offsets reach each partition's end, past the last marker.
+  assert.deepEqual(await committedOffsets(group, topic), await endOffsets(topic));
+
+  // An aborted transaction alone after them: its fetches hold nothing to read, and the group's
+  // offsets still move past them.
+  await producer.connect();
+  try {
+    const transaction = await producer.transaction();
+    await transaction.send({
+      topic,
+      compression: CompressionTypes.LZ4,
+      messages: await chunkMessagesOfTree(aborted, 65536, "file"),
+    });
+    await transaction.abort();
+  } finally {
+    await producer.disconnect();
+  }
+  const again = startDownloader(out, topic, group);
+  try {
+    await waitForCommitted(group, topic, 60_000);
+    assert.equal(await again.quit(), 0, again.output);
+  } finally {
+    await again.kill();
+  }
+  await assertSameTree(root, out);
 });
