@@ -175,9 +175,6 @@ async function main(args: string[]): Promise<number> {
     outputDir: settings.outputDir,
     regex: options.downloadRegex,
     logger,
-    // A drain ends when the group's commits reach the topic's end: commits held back at files
-    // that stay incomplete would keep it from ending.
-    safeOffsets: !options.exitWhenDone,
     ...(crashHook ? { crashHook } : {}),
   });
 

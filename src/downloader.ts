@@ -30,6 +30,7 @@ import {
   verifyChunkHash,
 } from "./chunk_codec.ts";
 import { parseOversizeMarker } from "./compression.ts";
+import { handledMetadata } from "./drain.ts";
 import { BadChunkError, FileAssembler, type InProgressLimits } from "./file_assembler.ts";
 import { isPathError } from "./io_errors.ts";
 import type { Logger } from "./logger.ts";
@@ -481,16 +482,18 @@ export class Downloader {
     if (last === undefined) return;
     // Committed before the batch returns: a rebalance waits for the batches in flight, so the
     // next owner of the partition starts after what was handled here.
-    const offset = this.#safeOffset(batch.partition, BigInt(last) + 1n).toString();
-    await this.#flushAndCommit(consumer, batch.topic, batch.partition, offset, heartbeat);
+    const next = BigInt(last) + 1n;
+    const offset = this.#safeOffset(batch.partition, next);
+    await this.#flushAndCommit(consumer, batch.topic, batch.partition, offset, next, heartbeat);
   }
 
   /** Commits past a fetch whose records were all filtered out (markers, aborted records). */
   #commitFiltered(consumer: Consumer, partition: number, lastOffset: string): void {
     if (this.#stopping) return;
     this.#active++;
-    const offset = this.#safeOffset(partition, BigInt(lastOffset) + 1n).toString();
-    this.#flushAndCommit(consumer, this.#o.topic, partition, offset, () => Promise.resolve())
+    const next = BigInt(lastOffset) + 1n;
+    const offset = this.#safeOffset(partition, next);
+    this.#flushAndCommit(consumer, this.#o.topic, partition, offset, next, () => Promise.resolve())
       .catch((error) =>
         this.#logger.warning(
           `Cannot commit offset ${offset} of partition ${partition} (${
@@ -503,14 +506,20 @@ export class Downloader {
       });
   }
 
-  /** Makes everything written so far durable, then commits `offset` of the partition. */
+  /**
+   * Makes everything written so far durable, then commits `safe` of the partition. When a file in
+   * progress holds the commit back (`safe` < `handled`), the commit's metadata says how far the
+   * records were handled ({@linkcode handledMetadata}): drain mode and lag count from there.
+   */
   async #flushAndCommit(
     consumer: Consumer,
     topic: string,
     partition: number,
-    offset: string,
+    safe: bigint,
+    handled: bigint,
     heartbeat: () => Promise<void>,
   ): Promise<void> {
+    const offset = safe.toString();
     try {
       await this.#retrying(
         "sync the rebuilt data to disk",
@@ -524,7 +533,12 @@ export class Downloader {
     }
     this.#o.crashHook?.("between-flush-and-commit");
     try {
-      await consumer.commitOffsets([{ topic, partition, offset }]);
+      await consumer.commitOffsets([{
+        topic,
+        partition,
+        offset,
+        metadata: safe < handled ? handledMetadata(handled) : null,
+      }]);
       this.#committed.set(partition, offset);
       this.#lastCommitAt = Date.now();
     } catch (error) {

@@ -7,8 +7,25 @@
  * consumer: with several processes in the group, each ends once the whole topic is consumed up
  * to its marks, and partitions that a rebalance moves are finished by their new owner.
  *
+ * On a topic keyed by file the downloader commits "safe" offsets, held back at the first record
+ * of a file still in progress; such a commit carries how far the records were handled in its
+ * metadata ({@linkcode handledMetadata}), and lag and drain count from there.
+ *
  * @module
  */
+
+const HANDLED = /^dfdd-handled=(\d+)$/;
+
+/** The commit metadata saying the partition's records were handled up to `offset` (exclusive). */
+export function handledMetadata(offset: bigint | number): string {
+  return `dfdd-handled=${offset}`;
+}
+
+/** The offset {@linkcode handledMetadata} wrote, or `null` for any other metadata. */
+export function handledOffset(metadata: string | null | undefined): number | null {
+  const m = HANDLED.exec(metadata ?? "");
+  return m ? Number(m[1]) : null;
+}
 
 /** What drain mode and lag need from a kafkajs `Admin`. */
 export interface OffsetsAdmin {
@@ -17,7 +34,12 @@ export interface OffsetsAdmin {
   ): Promise<{ partition: number; offset: string; high: string; low: string }[]>;
   fetchOffsets(
     options: { groupId: string; topics: string[] },
-  ): Promise<{ topic: string; partitions: { partition: number; offset: string }[] }[]>;
+  ): Promise<
+    {
+      topic: string;
+      partitions: { partition: number; offset: string; metadata?: string | null }[];
+    }[]
+  >;
 }
 
 /** One partition's position. */
@@ -27,7 +49,15 @@ export interface PartitionLag {
   end: number;
   /** The group's committed offset, or `null` when it has none. */
   committed: number | null;
-  /** Records not yet consumed by the group: `end` less the committed offset (or the first offset kept). */
+  /**
+   * How far the group handled the records when a file in progress holds its commit back (the
+   * commit's metadata), else `null`.
+   */
+  handled: number | null;
+  /**
+   * Records not yet consumed by the group: `end` less the offset handled (the committed offset,
+   * or the first offset kept when none was committed).
+   */
   lag: number;
 }
 
@@ -41,20 +71,22 @@ export async function partitionLags(
     admin.fetchTopicOffsets(topic),
     admin.fetchOffsets({ groupId, topics: [topic] }),
   ]);
-  const committed = new Map<number, number>();
+  const committed = new Map<number, { offset: number; handled: number | null }>();
   for (const p of groups.find((g) => g.topic === topic)?.partitions ?? []) {
     const offset = Number(p.offset);
-    if (offset >= 0) committed.set(p.partition, offset);
+    if (offset >= 0) committed.set(p.partition, { offset, handled: handledOffset(p.metadata) });
   }
   return ends.map((p) => {
     const end = Number(p.high);
     const low = Number(p.low);
     const at = committed.get(p.partition);
+    const consumed = Math.max(at?.handled ?? at?.offset ?? low, at?.offset ?? low, low);
     return {
       partition: p.partition,
       end,
-      committed: at ?? null,
-      lag: Math.max(0, end - Math.max(at ?? low, low)),
+      committed: at?.offset ?? null,
+      handled: at?.handled ?? null,
+      lag: Math.max(0, end - consumed),
     };
   }).sort((a, b) => a.partition - b.partition);
 }
@@ -102,8 +134,8 @@ export class DrainWatch {
     const left: { partition: number; left: number }[] = [];
     for (const [partition, mark] of this.#marks) {
       const p = this.#last.find((l) => l.partition === partition);
-      // Consumed up to: the committed offset, or the first offset kept when none was committed.
-      const at = p?.committed ?? (p ? p.end - p.lag : 0);
+      // Consumed up to: the offset handled (see PartitionLag.lag), as the lag counts it.
+      const at = p ? p.end - p.lag : 0;
       if (at < mark) left.push({ partition, left: mark - at });
     }
     return left;

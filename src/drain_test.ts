@@ -1,9 +1,17 @@
 import assert from "node:assert/strict";
-import { DrainWatch, lagText, type OffsetsAdmin, partitionLags } from "./drain.ts";
+import {
+  DrainWatch,
+  handledMetadata,
+  handledOffset,
+  lagText,
+  type OffsetsAdmin,
+  partitionLags,
+} from "./drain.ts";
 
 /** A fake admin whose end and committed offsets the test moves. */
 function fakeAdmin(ends: Record<number, [low: number, high: number]>) {
   const committed = new Map<number, number>();
+  const metadata = new Map<number, string>();
   let calls = 0;
   const admin: OffsetsAdmin = {
     fetchTopicOffsets: (topic) => {
@@ -26,11 +34,12 @@ function fakeAdmin(ends: Record<number, [low: number, high: number]>) {
         partitions: Object.keys(ends).map((p) => ({
           partition: Number(p),
           offset: String(committed.get(Number(p)) ?? -1),
+          metadata: metadata.get(Number(p)) ?? null,
         })),
       }]);
     },
   };
-  return { admin, committed, ends, calls: () => calls };
+  return { admin, committed, metadata, ends, calls: () => calls };
 }
 
 Deno.test("lag is the end offset less the committed one, or less the first offset kept", async () => {
@@ -38,11 +47,33 @@ Deno.test("lag is the end offset less the committed one, or less the first offse
   committed.set(0, 4);
   const lags = await partitionLags(admin, "t", "g");
   assert.deepEqual(lags, [
-    { partition: 0, end: 10, committed: 4, lag: 6 },
-    { partition: 1, end: 8, committed: null, lag: 3 },
-    { partition: 2, end: 0, committed: null, lag: 0 },
+    { partition: 0, end: 10, committed: 4, handled: null, lag: 6 },
+    { partition: 1, end: 8, committed: null, handled: null, lag: 3 },
+    { partition: 2, end: 0, committed: null, handled: null, lag: 0 },
   ]);
   assert.equal(lagText(lags), "consumer lag 9 records (partition 0: 6, 1: 3, 2: 0)");
+});
+
+Deno.test("a commit held back at a file in progress counts as consumed up to the offset its metadata says", async () => {
+  assert.equal(handledOffset(handledMetadata(1234n)), 1234);
+  for (const other of [null, undefined, "", "dfdd-handled=", "handled=5", "dfdd-handled=5 "]) {
+    assert.equal(handledOffset(other), null, String(other));
+  }
+  const fake = fakeAdmin({ 0: [0, 10], 1: [0, 6] });
+  fake.committed.set(0, 3);
+  fake.metadata.set(0, handledMetadata(10));
+  fake.committed.set(1, 2);
+  fake.metadata.set(1, "someone else's");
+  const lags = await partitionLags(fake.admin, "t", "g");
+  assert.deepEqual(lags, [
+    { partition: 0, end: 10, committed: 3, handled: 10, lag: 0 },
+    { partition: 1, end: 6, committed: 2, handled: null, lag: 4 },
+  ]);
+  const watch = new DrainWatch({ admin: fake.admin, topic: "t", groupId: "g" });
+  await watch.begin();
+  assert.deepEqual(await watch.remaining(), [{ partition: 1, left: 4 }]);
+  fake.metadata.set(1, handledMetadata(6));
+  assert.equal(await watch.done(), true);
 });
 
 Deno.test("a drain ends when every partition is committed up to its end at start, not later ends", async () => {

@@ -29,10 +29,11 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
   return {
     status,
     health,
-    lags: [{ partition: 0, end: 20, committed: 12, lag: 8 }, {
+    lags: [{ partition: 0, end: 20, committed: 12, handled: null, lag: 8 }, {
       partition: 1,
       end: 0,
       committed: null,
+      handled: null,
       lag: 0,
     }],
     lastErrorAt: null,

@@ -307,3 +307,40 @@ Deno.test("drain mode on a topic written in transactions (as --rekey_to writes):
   }
   await assertSameTree(root, out);
 });
+
+Deno.test("drain mode on a topic keyed by file: a file left incomplete holds the group's commit at its first record, so a later run completes it when its last chunk comes", async () => {
+  const root = await tempDir("held_src");
+  await writeRandomFile(join(root, "first.bin"), 100_000);
+  await writeRandomFile(join(root, "cut.bin"), 300_000); // 5 chunks
+  await writeRandomFile(join(root, "after.bin"), 100_000);
+  const topic = await createTopic(1, "drain_held");
+  const group = uniqueGroupId("drain_held");
+  const messages = await chunkMessagesOfTree(root, 65536, "file");
+  const cut = messages.filter((m) => m.key.endsWith("cut.bin"));
+  const missing = cut[cut.length - 1]!;
+  // Records in the order of the tree (after.bin, cut.bin, first.bin), cut.bin's last chunk left out.
+  await send(topic, messages.filter((m) => m !== missing));
+  const firstOfCut = messages.indexOf(cut[0]!);
+  assert.ok(firstOfCut > 0);
+
+  const out = await tempDir("held_out");
+  const summaryPath = join(await tempDir("summary"), "run.json");
+  const cli = startDownloader(out, topic, group, "--exit_when_done", "--summary_json", summaryPath);
+  assert.equal(await cli.exit(120_000), 3, cli.output);
+  assert.match(cli.output, /cut\.bin \(incomplete: 4\/5 chunks\)/);
+  assert.equal((await readSummary(summaryPath)).files.published, 2);
+  // Committed up to cut.bin's first record, not past it.
+  assert.equal((await committedOffsets(group, topic)).get(0), BigInt(firstOfCut));
+
+  // The missing chunk comes; a plain run of the same group reads cut.bin again from its start.
+  await send(topic, [missing]);
+  const again = startDownloader(out, topic, group);
+  try {
+    await waitForCommitted(group, topic, 60_000);
+    await again.waitFor(/File cut\.bin successfully reconstructed from stream/);
+    assert.equal(await again.quit(), 0, again.output);
+  } finally {
+    await again.kill();
+  }
+  await assertSameTree(root, out);
+});
