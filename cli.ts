@@ -476,7 +476,25 @@ async function runRekeyer(
     } (consumer group ${settings.groupId})`,
   );
   let code: number = EXIT_CODES.ok;
-  const started = rekeyer.start().then(() => null, (error: unknown) => error);
+  const admin = kafka.admin();
+  let drain: DrainWatch | undefined;
+  const startDrain = async () => {
+    if (!options.exitWhenDone) return;
+    await admin.connect();
+    drain = new DrainWatch({
+      admin: admin as OffsetsAdmin,
+      topic: options.consumerTopicName,
+      groupId: settings.groupId,
+    });
+    const marks = await drain.begin();
+    logger.info(
+      `Drain mode: exiting once the re-keyers have forwarded every partition up to its end now (${
+        [...marks].map(([p, end]) => `partition ${p}: ${end}`).join(", ")
+      })`,
+    );
+    drain.done().then((done) => done && requestStop("drained"));
+  };
+  const started = rekeyer.start().then(startDrain).then(() => null, (error: unknown) => error);
   const outcome = await Promise.race([started, stopRequested.then(() => null)]);
   if (outcome !== null) {
     logger.error(`Cannot re-key: ${outcome instanceof Error ? outcome.message : outcome}`);
@@ -484,7 +502,9 @@ async function runRekeyer(
   } else {
     logger.info(`Shutting down (${await stopRequested}): finishing the current transactions`);
   }
+  drain?.stop();
   await rekeyer.stop();
+  if (drain) await admin.disconnect().catch(() => {});
   logger.info(report());
   for (const [signal, handler] of signals) Deno.removeSignalListener(signal, handler);
   logger.close();

@@ -237,7 +237,7 @@ const OPTIONS: readonly OptionSpec[] = [
     key: "exitWhenDone",
     kind: "flag",
     help:
-      "Drain mode: note each partition's end offset at start, and exit once the consumer group has consumed every partition up to it (exit status 0, or 3 when files stayed incomplete or were rejected)",
+      "Drain mode: note each partition's end offset at start, and exit once the consumer group has consumed every partition up to it (exit status 0, or 3 when files stayed incomplete or were rejected; with --rekey_to, once every record up to it is forwarded)",
   },
   {
     flag: "--summary_json",

@@ -11,17 +11,26 @@ import { registerCodecs } from "../src/compression.ts";
 import { CRASH_ENV } from "../src/crash_points.ts";
 import { STATE_DIR_NAME } from "../src/safe_path.ts";
 import {
+  assertSameTree,
   chunkMessagesOfTree,
   CliProcess,
   fastRejoinConfig,
   join,
+  produceTree,
   sleep,
   tempDir,
   treeDigest,
   waitForCommitted,
   writeRandomFile,
 } from "./_cli.ts";
-import { bootstrapServers, createTopic, endOffsets, testKafka, uniqueGroupId } from "./_kafka.ts";
+import {
+  bootstrapServers,
+  createTopic,
+  endOffsets,
+  testKafka,
+  uniqueGroupId,
+  uniqueTopicName,
+} from "./_kafka.ts";
 import {
   ensureOpenMsiStream,
   pythonEnv,
@@ -193,7 +202,15 @@ async function chunkIdsOn(topic: string, readUncommitted: boolean, atLeast: numb
   return ids;
 }
 
-function rekeyer(dir: string, config: string, from: string, to: string, group: string, env = {}) {
+function rekeyer(
+  dir: string,
+  config: string,
+  from: string,
+  to: string,
+  group: string,
+  env = {},
+  extra: string[] = [],
+) {
   return new CliProcess(
     [
       dir,
@@ -207,6 +224,7 @@ function rekeyer(dir: string, config: string, from: string, to: string, group: s
       to,
       "--n_threads",
       "1",
+      ...extra,
     ],
     env,
   );
@@ -328,4 +346,41 @@ Deno.test("a re-keyer and a downloader killed mid-stream: the others finish ever
   assert.equal(new Set(committed).size, messages.length);
   const all = await chunkIdsOn(target, true, messages.length + 1);
   assert.ok(all.length > messages.length, `${all.length} records, ${messages.length} chunks`);
+});
+
+Deno.test("a pipeline that ends by itself: --rekey_to with --exit_when_done forwards everything and exits 0, then a drain of the re-keyed topic rebuilds the tree", async () => {
+  const root = await tempDir("rekey_drain_src");
+  for (let i = 0; i < 5; i++) await writeRandomFile(join(root, `d/f${i}.bin`), 90_000 + 1000 * i);
+  const source = await createTopic(4, "rekey_drain_src");
+  const target = uniqueTopicName("rekey_drain_dst");
+  const chunks = await produceTree(source, root, undefined, 16384, "chunk");
+  const config = await fastRejoinConfig(bootstrapServers());
+  const logs = await tempDir("rekey_drain_log");
+  const forward = rekeyer(logs, config, source, target, uniqueGroupId("rekey_drain"), {}, [
+    "--exit_when_done",
+  ]);
+  try {
+    assert.equal(await forward.exit(120_000), 0, forward.output);
+  } finally {
+    await forward.kill();
+  }
+  assert.match(forward.output, /Created the topic "[^"]+" with 4 partitions/);
+  assert.match(forward.output, new RegExp(`${chunks} records forwarded`));
+  const out = await tempDir("rekey_drain_out");
+  const rebuild = new CliProcess([
+    out,
+    "--config",
+    config,
+    "--topic_name",
+    target,
+    "--consumer_group_id",
+    uniqueGroupId("rekey_drain_dl"),
+    "--exit_when_done",
+  ]);
+  try {
+    assert.equal(await rebuild.exit(120_000), 0, rebuild.output);
+  } finally {
+    await rebuild.kill();
+  }
+  await assertSameTree(root, out);
 });
