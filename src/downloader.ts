@@ -179,6 +179,8 @@ export class Downloader {
   #perChunkKeys = false;
   /** Per partition: the first offset of each file (path identity) begun from it, on file-keyed partitions. */
   readonly #firstOffsets = new Map<number, Map<string, bigint>>();
+  /** Files being given up after a rebalance; batches wait for it (see GROUP_JOIN). */
+  #releasing: Promise<void> = Promise.resolve();
   /** Partitions where a record keyed per chunk was seen: no safe offsets there. */
   readonly #perChunkPartitions = new Set<number>();
   #splitCheck: ReturnType<typeof setTimeout> | undefined;
@@ -303,6 +305,10 @@ export class Downloader {
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
         this.#members.add(i);
         this.#assigned.set(i, event.payload.memberAssignment[this.#o.topic] ?? []);
+        // Files in progress from partitions that left this process are given up at once: their
+        // new owner starts from the committed offset, which never passed their first record.
+        const held = new Set([...this.#assigned.values()].flat());
+        this.#releasing = this.#releasing.then(() => this.#releaseMovedFiles(held)).catch(() => {});
         this.#scheduleSplitCheck();
         const partitions = Object.values(event.payload.memberAssignment).flat().sort((a, b) =>
           a - b
@@ -424,6 +430,9 @@ export class Downloader {
   async #processBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const messages = batch.messages;
+    // A partition that came from another consumer of this process starts from the committed
+    // offset: the files it had in progress are given up first, then read again from their start.
+    await this.#releasing;
     // Records are handled concurrently, a window at a time, so that the disk works on several
     // files at once; the chunks of one file still go in record order (the assembler's per-file
     // lock is taken in the order the records start). Offsets are resolved, flushed and committed

@@ -17,7 +17,7 @@ import type {
   Kafka,
   KafkaMessage,
 } from "kafkajs";
-import { bytesEqual, type DataFileChunk, encodeChunk, sha512 } from "./chunk_codec.ts";
+import { bytesEqual, type DataFileChunk, encodeChunk, fileKey, sha512 } from "./chunk_codec.ts";
 import { chunksOfFile } from "./chunk_producer.ts";
 import { Downloader } from "./downloader.ts";
 import { Logger } from "./logger.ts";
@@ -102,9 +102,19 @@ class FakeConsumer implements UsedConsumer {
     this.config = config;
   }
 
-  on(eventName: string, _listener: (event: never) => void): () => void {
+  readonly #handlers = new Map<string, ((event: never) => void)[]>();
+
+  on(eventName: string, listener: (event: never) => void): () => void {
     this.listeners.push(eventName);
+    this.#handlers.set(eventName, [...(this.#handlers.get(eventName) ?? []), listener]);
     return () => {};
+  }
+
+  /** Emits an instrumentation event, as kafkajs does (`payload` as kafkajs gives it). */
+  emit(eventName: string, payload: unknown): void {
+    for (const handler of this.#handlers.get(eventName) ?? []) {
+      (handler as (event: unknown) => void)({ id: 0, type: eventName, timestamp: 0, payload });
+    }
   }
 
   connect(): Promise<void> {
@@ -808,4 +818,42 @@ Deno.test("a heartbeat that reports a rebalance mid-batch does not abandon the b
     [2, String(100 + chunks.length)],
   ]);
   assert.deepEqual(await Deno.readFile(join(t.out, "rebalanced.dat")), bytes);
+});
+
+Deno.test("a partition that moves away gives up its files in progress at the join, before any further batch", async () => {
+  await using t = await setup();
+  const consumer = t.kafka.consumers[0]!;
+  const join0 = (partitions: number[]) =>
+    consumer.emit(EVENTS.GROUP_JOIN, {
+      groupId: "downloader-test",
+      memberId: "m",
+      leaderId: "m",
+      isLeader: true,
+      memberAssignment: { [TOPIC]: partitions },
+      groupProtocol: "RoundRobinAssigner",
+      duration: 1,
+    });
+  join0([0, 1]);
+  const { chunks } = await t.source("moving/a.dat", random(3 * CHUNK_SIZE + 5, 9));
+  const key = fileKey(chunks[0]!);
+  // Two of its four chunks, keyed by file: the commit stays at its first record.
+  await consumer.deliver(
+    1,
+    records(7, chunks.slice(0, 2)).map((r) => ({ ...r, key: Buffer.from(key) })),
+  );
+  assert.deepEqual(t.kafka.commits.map((c) => c.offset), ["7"]);
+  assert.ok(
+    (await Array.fromAsync(Deno.readDir(join(t.out, STATE_DIR_NAME, "partial")))).length > 0,
+  );
+  // Partition 1 goes to another member: the file is given up now, not seconds later, so that a
+  // drain ending soon after does not count it as incomplete here.
+  join0([0]);
+  await consumer.deliver(0, []);
+  assert.deepEqual(await Array.fromAsync(Deno.readDir(join(t.out, STATE_DIR_NAME, "partial"))), []);
+  assert.ok(
+    t.lines.some((l) =>
+      /Partition 1 moved to another member of the group: 1 file in progress/.test(l)
+    ),
+    t.lines.join("\n"),
+  );
 });

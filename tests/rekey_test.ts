@@ -11,7 +11,6 @@ import { registerCodecs } from "../src/compression.ts";
 import { CRASH_ENV } from "../src/crash_points.ts";
 import { STATE_DIR_NAME } from "../src/safe_path.ts";
 import {
-  assertSameTree,
   chunkMessagesOfTree,
   CliProcess,
   fastRejoinConfig,
@@ -348,12 +347,14 @@ Deno.test("a re-keyer and a downloader killed mid-stream: the others finish ever
   assert.ok(all.length > messages.length, `${all.length} records, ${messages.length} chunks`);
 });
 
-Deno.test("a pipeline that ends by itself: --rekey_to with --exit_when_done forwards everything and exits 0, then a drain of the re-keyed topic rebuilds the tree", async () => {
+Deno.test("a pipeline that ends by itself: --rekey_to with --exit_when_done forwards everything and exits 0, then three drains on the re-keyed topic rebuild the tree, each file once", async () => {
   const root = await tempDir("rekey_drain_src");
-  for (let i = 0; i < 5; i++) await writeRandomFile(join(root, `d/f${i}.bin`), 90_000 + 1000 * i);
+  for (let i = 0; i < 16; i++) {
+    await writeRandomFile(join(root, `d${i % 2}/f${i}.bin`), 1_000_000 + 1000 * i);
+  }
   const source = await createTopic(4, "rekey_drain_src");
   const target = uniqueTopicName("rekey_drain_dst");
-  const chunks = await produceTree(source, root, undefined, 16384, "chunk");
+  const chunks = await produceTree(source, root, undefined, 65536, "chunk");
   const config = await fastRejoinConfig(bootstrapServers());
   const logs = await tempDir("rekey_drain_log");
   const forward = rekeyer(logs, config, source, target, uniqueGroupId("rekey_drain"), {}, [
@@ -366,21 +367,36 @@ Deno.test("a pipeline that ends by itself: --rekey_to with --exit_when_done forw
   }
   assert.match(forward.output, /Created the topic "[^"]+" with 4 partitions/);
   assert.match(forward.output, new RegExp(`${chunks} records forwarded`));
-  const out = await tempDir("rekey_drain_out");
-  const rebuild = new CliProcess([
-    out,
-    "--config",
-    config,
-    "--topic_name",
-    target,
-    "--consumer_group_id",
-    uniqueGroupId("rekey_drain_dl"),
-    "--exit_when_done",
-  ]);
+  // Three hosts: the first takes every partition, and gives the files in progress up as the
+  // others join; each exits 0 once the group has read the whole topic.
+  const outs = [await tempDir("rd_a"), await tempDir("rd_b"), await tempDir("rd_c")];
+  const group = uniqueGroupId("rekey_drain_dl");
+  const drain = (out: string) =>
+    new CliProcess([
+      out,
+      "--config",
+      config,
+      "--topic_name",
+      target,
+      "--consumer_group_id",
+      group,
+      "--n_threads",
+      "1",
+      "--exit_when_done",
+    ]);
+  const drains = [drain(outs[0]!)];
   try {
-    assert.equal(await rebuild.exit(120_000), 0, rebuild.output);
+    await drains[0]!.waitFor(/successfully reconstructed/, 60_000);
+    drains.push(drain(outs[1]!), drain(outs[2]!));
+    for (const d of drains) assert.equal(await d.exit(120_000), 0, d.output);
   } finally {
-    await rebuild.kill();
+    for (const d of drains) await d.kill();
   }
-  await assertSameTree(root, out);
+  const expected = await treeDigest(root);
+  const trees = await Promise.all(outs.map((out) => treeDigest(out)));
+  for (const [rel, digest] of expected) {
+    const copies = trees.map((t) => t.get(rel)).filter((d) => d !== undefined);
+    assert.deepEqual(copies, [digest], `${rel}: ${copies.length} copies`);
+  }
+  assert.equal(trees.reduce((n, t) => n + t.size, 0), expected.size);
 });
