@@ -118,6 +118,9 @@ export class Rekeyer {
       const consumer = this.#o.kafka.consumer({
         heartbeatInterval: 500,
         maxWaitTimeInMs: 500,
+        // Large fetches: a transaction costs several round trips, whatever it carries.
+        maxBytesPerPartition: 8 * 1024 * 1024,
+        maxBytes: 32 * 1024 * 1024,
         ...this.#o.consumerConfig,
         groupId: this.#o.groupId,
         readUncommitted: false,

@@ -41,6 +41,8 @@ import { formatTable, type RunRecord, type WorkloadFacts } from "./bench/report.
 import {
   consumerPerformanceReport,
   ensureKafkaToolsJars,
+  ON_REKEYED,
+  outDirsOf,
   REBUILDS,
   TOOL_IDS,
   TOOL_LABELS,
@@ -49,7 +51,7 @@ import {
 } from "./bench/tools.ts";
 import {
   totalBytes,
-  verifyTree,
+  verifyTrees,
   WORKLOAD_IDS,
   type WorkloadId,
   workloadSpec,
@@ -198,6 +200,9 @@ function parseOptions(args: string[]): Options {
   }
   if (skipMemory) o.only = o.only.filter((id) => id !== "W4");
   if (o.skipReference) o.tools = o.tools.filter((t) => t !== "openmsistream");
+  if (!o.tools.includes("rekey") && o.tools.some((t) => ON_REKEYED.has(t))) {
+    usageError("keyed1 and keyed3 read the topic that rekey writes: add rekey to --tools");
+  }
   if (o.only.length === 0) usageError("no workload left to run");
   if (o.tools.length === 0) usageError("no tool left to run");
   return o;
@@ -390,6 +395,7 @@ async function main(): Promise<number> {
 
     const timeoutSeconds = options.timeout ?? Math.round(120 + bytes / 4e6 + nFiles / 40);
     for (let run = 1; run <= options.runs; run++) {
+      const rekeyedTopic = `${topic}-by-file-r${run}`;
       for (const tool of tools) {
         const groupId = `bench-${id.toLowerCase()}-${tool}-r${run}-${tag}`;
         groups.add(groupId);
@@ -399,10 +405,12 @@ async function main(): Promise<number> {
           : join(logs, `${id}-${tool}-r${run}.log`);
         say(`  ${id} run ${run}/${options.runs}: ${TOOL_LABELS[tool]}...`);
         const record: RunRecord = { workload: id, tool, run, checked: false };
+        if (tool === "rekey") topics.add(rekeyedTopic);
         try {
-          const result = await timedRun(toolRun(tool, {
+          const runs = toolRun(tool, {
             bootstrap,
             topic,
+            rekeyedTopic,
             records: nRecords,
             files: nFiles,
             outDir,
@@ -416,12 +424,20 @@ async function main(): Promise<number> {
                   say(`    ... ${done}/${nFiles} files after ${s.toFixed(0)} s`),
               }
               : {}),
-          }));
+          });
+          // Several processes (hosts) start together; the work is done when the last one's is.
+          const results = await Promise.all(runs.map(timedRun));
+          const rss = results.map((r) => r.peakRss).filter((v) => v !== undefined);
+          const result = {
+            seconds: Math.max(...results.map((r) => r.seconds)),
+            peakRss: rss.length > 0 ? Math.max(...rss) : undefined,
+            tail: results.flatMap((r) => r.tail),
+          };
           record.seconds = result.seconds;
           if (result.peakRss !== undefined) record.peakRss = result.peakRss;
           let check: string;
           if (REBUILDS[tool]) {
-            const problems = await verifyTree(outDir, manifest);
+            const problems = await verifyTrees(outDirsOf(tool, outDir), manifest);
             record.checked = problems.length === 0;
             check = record.checked
               ? `all ${nFiles} files match their source`
@@ -437,6 +453,12 @@ async function main(): Promise<number> {
                 } s, of ` +
                   `which ${(report.rebalanceMs / 1000).toFixed(2)} s joining the group)`
                 : "");
+          } else if (tool === "rekey") {
+            const forwarded = Number(
+              /(\d+) records forwarded/.exec(result.tail.join("\n"))?.[1] ?? "-1",
+            );
+            record.checked = forwarded === nRecords;
+            check = `forwarded ${forwarded} of ${nRecords} records`;
           } else {
             record.checked = true;
             check = `read all ${nRecords} records`;
@@ -454,7 +476,9 @@ async function main(): Promise<number> {
           record.problem = e instanceof RunFailed ? e.message : firstLine(e);
           say(`    FAILED: ${record.problem.split("\n").join("\n      ")}`);
         } finally {
-          await Deno.remove(outDir, { recursive: true }).catch(() => {});
+          for (const dir of outDirsOf(tool, outDir)) {
+            await Deno.remove(dir, { recursive: true }).catch(() => {});
+          }
         }
         records.push(record);
       }
@@ -462,8 +486,8 @@ async function main(): Promise<number> {
     const left = await deleteGroups(admin, [...groups], 15_000);
     groups.clear();
     for (const g of left) groups.add(g); // tried again at the end
-    await admin.deleteTopics({ topics: [topic] }).catch(() => {});
-    topics.delete(topic);
+    for (const t of topics) await admin.deleteTopics({ topics: [t] }).catch(() => {});
+    topics.clear();
     await Deno.remove(join(work, id), { recursive: true }).catch(() => {});
   }
 

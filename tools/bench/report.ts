@@ -5,7 +5,7 @@
  * @module
  */
 import type { ToolId } from "./tools.ts";
-import { REBUILDS, TOOL_LABELS } from "./tools.ts";
+import { OURS, REBUILDS, TOOL_LABELS } from "./tools.ts";
 import type { WorkloadId } from "./workloads.ts";
 
 /** One run of one tool on one workload. */
@@ -97,7 +97,7 @@ export function formatTable(
   const secondsOf = (w: WorkloadId, t: ToolId) =>
     all.find((r) => r.workload === w && r.tool === t)?.seconds;
   const ratio = (r: Row, other: ToolId) => {
-    if (!r.tool.startsWith("ours") || r.seconds === undefined) return "";
+    if (!OURS.has(r.tool) || r.seconds === undefined) return "";
     const o = secondsOf(r.workload, other);
     return o === undefined ? "—" : (o / r.seconds).toFixed(2);
   };
@@ -111,6 +111,7 @@ export function formatTable(
     "peak RSS MiB",
     "ours/OpenMSIStream",
     "ours/ConsumerPerformance",
+    "ours/kafkajs read-only",
     "check",
   ];
   const body = all.map((r) => [
@@ -123,10 +124,11 @@ export function formatTable(
     fixed(r.peakRssMiB, 0),
     ratio(r, "openmsistream"),
     ratio(r, "cperf"),
+    ratio(r, "bare"),
     r.check,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const numeric = new Set([2, 3, 4, 5, 6, 7, 8]);
+  const numeric = new Set([2, 3, 4, 5, 6, 7, 8, 9]);
   const line = (cells: string[]) =>
     `| ${
       cells.map((c, i) => numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)).join(
@@ -145,9 +147,12 @@ export function formatTable(
     "  per-file log line), to its exit (ConsumerPerformance), or to the last record read (kafkajs",
     "  group). Each run uses a fresh consumer group (and a fresh output folder).",
     "- MB/s and files/s: the workload's file bytes (10^6) and files over the median time.",
-    "- peak RSS: the highest VmHWM of the process over the runs.",
+    "- re-keying: `rekey` forwards the topic to a new one keyed by file and exits when done",
+    "  (`--rekey_to --exit_when_done`); `keyed1`/`keyed3` rebuild that topic with one process or",
+    "  three in one group (`--exit_when_done`), timed from their start to the last one's exit.",
+    "- peak RSS: the highest VmHWM of the process over the runs (of any one of several processes).",
     "- ours/X: the rate of this program over X's rate on the same topic (above 1: faster).",
     "- check: `bytes ok` = every rebuilt file matched its source's SHA-512 in every run;",
-    "  `records ok` = every record of the topic was read.",
+    "  `records ok` = every record of the topic was read (or forwarded, for the re-keyer).",
   ].join("\n");
 }

@@ -9,8 +9,21 @@ import { ensureMavenJars, KAFKA_VERSION } from "../broker.ts";
 import { OPENMSISTREAM_VERSION, pythonEnv, VENV_DIR } from "../openmsistream_venv.ts";
 import type { TimedRun } from "./process.ts";
 
-/** Tool names, in the order they run within a run. */
-export const TOOL_IDS = ["ours2", "ours4", "openmsistream", "cperf", "bare"] as const;
+/**
+ * Tool names, in the order they run within a run. `rekey` forwards the workload's topic to a new
+ * topic keyed by file (`--rekey_to --exit_when_done`); `keyed1` and `keyed3` rebuild that topic
+ * with one downloader process or three in one group (`--exit_when_done`), as hosts would.
+ */
+export const TOOL_IDS = [
+  "ours2",
+  "ours4",
+  "openmsistream",
+  "cperf",
+  "bare",
+  "rekey",
+  "keyed1",
+  "keyed3",
+] as const;
 export type ToolId = typeof TOOL_IDS[number];
 
 /** How each tool is shown in the table. */
@@ -20,6 +33,9 @@ export const TOOL_LABELS: Record<ToolId, string> = {
   openmsistream: `OpenMSIStream ${OPENMSISTREAM_VERSION} --n_threads 2`,
   cperf: `Kafka ${KAFKA_VERSION} ConsumerPerformance`,
   bare: "kafkajs group, read only (2)",
+  rekey: "this program --rekey_to (2), forward only",
+  keyed1: "re-keyed topic, 1 process --n_threads 2",
+  keyed3: "re-keyed topic, 3 processes --n_threads 1",
 };
 
 /** Whether the tool rebuilds files (and so is verified). */
@@ -29,7 +45,21 @@ export const REBUILDS: Record<ToolId, boolean> = {
   openmsistream: true,
   cperf: false,
   bare: false,
+  rekey: false,
+  keyed1: true,
+  keyed3: true,
 };
+
+/** This project's programs (their rates are compared with the others'). */
+export const OURS: ReadonlySet<ToolId> = new Set(["ours2", "ours4", "rekey", "keyed1", "keyed3"]);
+
+/** The tools that read the re-keyed topic (they need `rekey` in the same run, before them). */
+export const ON_REKEYED: ReadonlySet<ToolId> = new Set(["keyed1", "keyed3"]);
+
+/** The output folders of a rebuilding tool's processes (one, or three for `keyed3`). */
+export function outDirsOf(tool: ToolId, outDir: string): string[] {
+  return tool === "keyed3" ? [1, 2, 3].map((i) => `${outDir}-p${i}`) : [outDir];
+}
 
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const BARE = new URL("./bare_consumer.ts", import.meta.url).pathname;
@@ -65,6 +95,8 @@ export interface ToolContext {
   logPath: string;
   /** A consumer group never used before. */
   groupId: string;
+  /** The topic `rekey` writes in this run (and `keyed1`/`keyed3` read). */
+  rekeyedTopic: string;
   timeoutSeconds: number;
   /** `.cache/kafka/<version>/tools-libs` (for ConsumerPerformance). */
   kafkaToolsLibs?: string;
@@ -74,8 +106,38 @@ export interface ToolContext {
 /** A rebuilt file's log line, in this program's and in the reference's words. */
 const RECONSTRUCTED = /File (.+) successfully reconstructed from stream/;
 
-/** The {@linkcode TimedRun} of one tool on one topic. */
-export function toolRun(tool: ToolId, c: ToolContext): TimedRun {
+/** This program on `topic`, with `args` after the usual ones. */
+function ours(c: ToolContext, outDir: string, topic: string, logPath: string, args: string[]) {
+  return {
+    command: Deno.execPath(),
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-net",
+      "--allow-env",
+      "--allow-sys",
+      CLI,
+      outDir,
+      "--config",
+      "local_broker_test",
+      "--topic_name",
+      topic,
+      "--consumer_group_id",
+      c.groupId,
+      "--logger_file_path",
+      logPath,
+      ...args,
+    ],
+    env: { LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: c.bootstrap, NO_COLOR: "1" },
+  };
+}
+
+/**
+ * The {@linkcode TimedRun}s of one tool on one topic: one process, or several started together
+ * (`keyed3`), whose work is done when the last one's is.
+ */
+export function toolRun(tool: ToolId, c: ToolContext): TimedRun[] {
   const common = {
     timeoutSeconds: c.timeoutSeconds,
     ...(c.onProgress ? { onProgress: c.onProgress, progressSeconds: 10 } : {}),
@@ -83,35 +145,37 @@ export function toolRun(tool: ToolId, c: ToolContext): TimedRun {
   switch (tool) {
     case "ours2":
     case "ours4":
-      return {
+      return [{
         ...common,
-        command: Deno.execPath(),
-        args: [
-          "run",
-          "--allow-read",
-          "--allow-write",
-          "--allow-net",
-          "--allow-env",
-          "--allow-sys",
-          CLI,
-          c.outDir,
-          "--config",
-          "local_broker_test",
-          "--topic_name",
-          c.topic,
-          "--consumer_group_id",
-          c.groupId,
-          "--n_threads",
-          tool === "ours2" ? "2" : "4",
-          "--logger_file_path",
-          c.logPath,
-        ],
-        env: { LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS: c.bootstrap, NO_COLOR: "1" },
+        ...ours(c, c.outDir, c.topic, c.logPath, ["--n_threads", tool === "ours2" ? "2" : "4"]),
         doneLine: RECONSTRUCTED,
         doneCount: c.files,
-      };
+      }];
+    case "rekey":
+      // Done when it exits: every record up to the ends noted at its start is forwarded.
+      return [{
+        timeoutSeconds: c.timeoutSeconds,
+        ...ours(c, c.outDir, c.topic, c.logPath, [
+          "--rekey_to",
+          c.rekeyedTopic,
+          "--n_threads",
+          "2",
+          "--exit_when_done",
+        ]),
+      }];
+    case "keyed1":
+    case "keyed3":
+      // Each process exits once the group has consumed the whole topic.
+      return outDirsOf(tool, c.outDir).map((out, i, all) => ({
+        timeoutSeconds: c.timeoutSeconds,
+        ...ours(c, out, c.rekeyedTopic, `${c.logPath}.${i + 1}`, [
+          "--n_threads",
+          all.length === 1 ? "2" : "1",
+          "--exit_when_done",
+        ]),
+      }));
     case "openmsistream":
-      return {
+      return [{
         ...common,
         command: `${VENV_DIR}/bin/DataFileDownloadDirectory`,
         args: [
@@ -134,10 +198,10 @@ export function toolRun(tool: ToolId, c: ToolContext): TimedRun {
         clearEnv: true,
         doneLine: RECONSTRUCTED,
         doneCount: c.files,
-      };
+      }];
     case "cperf":
       if (c.kafkaToolsLibs === undefined) throw new Error("kafka-tools jars not fetched");
-      return {
+      return [{
         ...common,
         command: "java",
         args: [
@@ -164,9 +228,9 @@ export function toolRun(tool: ToolId, c: ToolContext): TimedRun {
           "--timeout",
           "60000",
         ],
-      };
+      }];
     case "bare":
-      return {
+      return [{
         ...common,
         command: Deno.execPath(),
         args: [
@@ -185,7 +249,7 @@ export function toolRun(tool: ToolId, c: ToolContext): TimedRun {
         env: { NO_COLOR: "1" },
         doneLine: /^bench-bare: read (\d+) records/,
         doneCount: 1,
-      };
+      }];
   }
 }
 

@@ -190,7 +190,15 @@ async function hashFile(path: string, buffer: Uint8Array): Promise<string> {
  * Checks that `out` holds exactly the manifest's files with their bytes (by SHA-512), ignoring
  * {@linkcode NOT_DATA} at its top. Returns the problems found (empty when it matches).
  */
-export async function verifyTree(out: string, manifest: ManifestEntry[]): Promise<string[]> {
+export function verifyTree(out: string, manifest: ManifestEntry[]): Promise<string[]> {
+  return verifyTrees([out], manifest);
+}
+
+/**
+ * Like {@linkcode verifyTree} for the union of several output folders (processes of one group):
+ * each file in exactly one of them.
+ */
+export async function verifyTrees(outs: string[], manifest: ManifestEntry[]): Promise<string[]> {
   const expected = new Map(manifest.map((e) => [e.rel, e]));
   const seen = new Set<string>();
   const problems: string[] = [];
@@ -215,6 +223,10 @@ export async function verifyTree(out: string, manifest: ManifestEntry[]): Promis
           problems.push(`${r}: not in the source tree`);
           continue;
         }
+        if (seen.has(r)) {
+          problems.push(`${r}: published in more than one output folder`);
+          continue;
+        }
         seen.add(r);
         const size = (await Deno.stat(path)).size;
         if (size !== want.size) problems.push(`${r}: ${size} bytes, expected ${want.size}`);
@@ -222,7 +234,7 @@ export async function verifyTree(out: string, manifest: ManifestEntry[]): Promis
       }
     }
   };
-  await walk(out, "");
+  for (const out of outs) await walk(out, "");
   const missing = manifest.filter((e) => !seen.has(e.rel));
   if (missing.length > 0) {
     problems.push(
