@@ -662,7 +662,7 @@ export class FileAssembler {
   ): Promise<CompletedRecord | undefined> {
     const final = join(this.#outputDir, target.path);
     try {
-      const info = await Deno.lstat(final);
+      const info = Deno.lstatSync(final); // a metadata call: see handle_pool.ts's open
       if (!info.isFile) return undefined;
     } catch {
       return undefined;
@@ -930,13 +930,14 @@ export class FileAssembler {
     const final = join(this.#outputDir, path);
     try {
       await this.#makeSafeDir(dirname(final));
+      // Metadata calls, made synchronously (see handle_pool.ts's open).
       if (file.mtime !== null) {
         const mtime = new Date(file.mtime * 1000);
-        await Deno.utime(partial, mtime, mtime);
+        Deno.utimeSync(partial, mtime, mtime);
       }
-      await this.#checkParent(final);
+      this.#checkParent(final);
       this.#crash?.("before-publish");
-      await Deno.rename(partial, final);
+      Deno.renameSync(partial, final);
     } catch (error) {
       // A path that cannot take the file fails it; anything else (a full disk, the output
       // directory itself refusing) is retried.
@@ -983,8 +984,8 @@ export class FileAssembler {
    * directory and outside the state folder (a folder swapped for a symlink since it was made).
    * A swap between this check and the rename is not detected.
    */
-  async #checkParent(final: string): Promise<void> {
-    const real = await Deno.realPath(dirname(final));
+  #checkParent(final: string): void {
+    const real = Deno.realPathSync(dirname(final));
     const realState = join(this.#realOutputDir, STATE_DIR_NAME);
     if (
       (real !== this.#realOutputDir && !real.startsWith(this.#realOutputDir + sep)) ||
