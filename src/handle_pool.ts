@@ -35,8 +35,12 @@ function open(path: string, flags: OpenFlags): Promise<Deno.FsFile> {
   }
 }
 
-/** Writes up to this many bytes synchronously (a copy into the page cache). */
-const SYNC_WRITE_BYTES = 64 * 1024;
+/**
+ * Writes up to this many bytes synchronously: a copy into the page cache, well under a
+ * millisecond, cheaper than the asynchronous hop (paired runs: W1-like 3.6-3.9 -> 3.3-3.6 s,
+ * one 1 GiB file 7.3-7.6 -> 6.1-6.8 s). Larger chunks are written from a blocking thread.
+ */
+const SYNC_WRITE_BYTES = 1024 * 1024;
 
 /** Writes all of `data` at `position` of `file`. */
 export async function writeAt(
