@@ -201,6 +201,28 @@ async function chunkIdsOn(topic: string, readUncommitted: boolean, atLeast: numb
   return ids;
 }
 
+/** A downloader process with one consumer on `topic`, in `group`. */
+function downloader(
+  out: string,
+  config: string,
+  topic: string,
+  group: string,
+  extra: string[] = [],
+) {
+  return new CliProcess([
+    out,
+    "--config",
+    config,
+    "--topic_name",
+    topic,
+    "--consumer_group_id",
+    group,
+    "--n_threads",
+    "1",
+    ...extra,
+  ]);
+}
+
 function rekeyer(
   dir: string,
   config: string,
@@ -252,19 +274,7 @@ Deno.test("a re-keyer and a downloader killed mid-stream: the others finish ever
   const rekeyDirs = [await tempDir("rekill_r1"), await tempDir("rekill_r2")];
   const group = uniqueGroupId("rekill_downloaders");
   const rekeyGroup = uniqueGroupId("rekill_rekeyers");
-  const downloaders = outs.map((out) =>
-    new CliProcess([
-      out,
-      "--config",
-      config,
-      "--topic_name",
-      target,
-      "--consumer_group_id",
-      group,
-      "--n_threads",
-      "1",
-    ])
-  );
+  const downloaders = outs.map((out) => downloader(out, config, target, group));
   const rekeyers: CliProcess[] = [];
   registerCodecs();
   const producer = testKafka().producer();
@@ -371,19 +381,7 @@ Deno.test("a pipeline that ends by itself: --rekey_to with --exit_when_done forw
   // others join; each exits 0 once the group has read the whole topic.
   const outs = [await tempDir("rd_a"), await tempDir("rd_b"), await tempDir("rd_c")];
   const group = uniqueGroupId("rekey_drain_dl");
-  const drain = (out: string) =>
-    new CliProcess([
-      out,
-      "--config",
-      config,
-      "--topic_name",
-      target,
-      "--consumer_group_id",
-      group,
-      "--n_threads",
-      "1",
-      "--exit_when_done",
-    ]);
+  const drain = (out: string) => downloader(out, config, target, group, ["--exit_when_done"]);
   const drains = [drain(outs[0]!)];
   try {
     await drains[0]!.waitFor(/successfully reconstructed/, 60_000);
