@@ -128,9 +128,10 @@ interface InProgress extends KnownGeneration {
   extent: number;
   /**
    * A one-chunk file's hash, fed on this thread as its chunk is written (`null` for the others,
-   * which the file hasher reads back from the partial file).
+   * which the file hasher reads back from the partial file), or its digest when that is the
+   * chunk's own verified hash.
    */
-  hash: Hash | null;
+  hash: Hash | Uint8Array | null;
   /** Bytes given to `hash`, or to the file hasher as contiguous on disk. */
   hashedUpTo: number;
   /** Journal lines of chunks written but not yet synced. */
@@ -752,7 +753,9 @@ export class FileAssembler {
     file.lastActive = this.#now();
     if (file.hash) {
       if (offset === file.hashedUpTo) {
-        file.hash.update(chunk.data);
+        // A chunk at offset 0 whose hash was checked is the whole file: its hash is the file's.
+        if (offset === 0 && context.verified) file.hash = copyBytes(chunk.chunkHash);
+        else if (!(file.hash instanceof Uint8Array)) file.hash.update(chunk.data);
         file.hashedUpTo += length;
       }
     } else {
@@ -776,7 +779,9 @@ export class FileAssembler {
   /** The whole-file SHA-512 of a tiled file, with a heartbeat every second while it is awaited. */
   async #digest(file: InProgress, tick: (() => Promise<void>) | undefined): Promise<Uint8Array> {
     if (file.hash && file.hashedUpTo === file.extent) {
-      return new Uint8Array(file.hash.copy().digest());
+      return file.hash instanceof Uint8Array
+        ? file.hash
+        : new Uint8Array(file.hash.copy().digest());
     }
     this.#advanceHash(file);
     const digest = this.#hasher.digest(

@@ -161,6 +161,35 @@ Deno.test("a shorter re-upload after completion replaces the file without stale 
   await assembler.close();
 });
 
+Deno.test("a one-chunk file checked by its chunk hash: its file hash is that hash, compared before publishing", async () => {
+  await using t = await setup();
+  const { dir, assembler } = t;
+  const bytes = random(5_000, 21);
+  const [good] = makeChunks(bytes, 16384, { name: "good.dat" });
+  const [bad] = makeChunks(bytes, 16384, { name: "bad.dat" }).map((c) => ({
+    ...c,
+    fileHash: sha512(new Uint8Array([2])),
+  }));
+  const [lying] = makeChunks(bytes, 16384, { name: "lying.dat" }).map((c) => ({
+    ...c,
+    chunkHash: sha512(new Uint8Array([3])),
+  }));
+  const verifiedAdd = (c: DataFileChunk, verified: Promise<void>) =>
+    assembler.addChunk(c, relativeTarget(c.subdirStr, c.filename, c.filenameAppend), {
+      time: null,
+      verified,
+    });
+  assert.equal((await verifiedAdd(good!, Promise.resolve())).status, "completed");
+  assert.deepEqual(await Deno.readFile(join(dir, "good.dat")), bytes);
+  assert.equal((await verifiedAdd(bad!, Promise.resolve())).status, "mismatch");
+  await assert.rejects(Deno.stat(join(dir, "bad.dat")), Deno.errors.NotFound);
+  // A failed chunk check is thrown before anything is written.
+  await assert.rejects(verifiedAdd(lying!, Promise.reject(new Error("chunk hash"))), /chunk hash/);
+  await assert.rejects(Deno.stat(join(dir, "lying.dat")), Deno.errors.NotFound);
+  assert.deepEqual(await partialFiles(dir), []);
+  await assembler.close();
+});
+
 Deno.test("a whole-file hash mismatch goes to the quarantine, never under the final name", async () => {
   await using t = await setup();
   const { dir, assembler, lines } = t;
