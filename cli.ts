@@ -351,9 +351,8 @@ async function main(args: string[]): Promise<number> {
   );
   const outcome = await Promise.race([started, stopRequested.then((reason) => ({ reason }))]);
   let stopReason = "error";
-  // From here on, plain log lines.
-  statusLine?.stop();
   if ("error" in outcome) {
+    statusLine?.stop(); // from here on, plain log lines
     const message = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
     refusal ??= permissionProblem(outcome.error);
     if (refusal === undefined) {
@@ -362,6 +361,7 @@ async function main(args: string[]): Promise<number> {
     code = EXIT_CODES.error;
   } else {
     stopReason = "reason" in outcome ? outcome.reason : await stopRequested;
+    statusLine?.stop(); // from here on, plain log lines
     logger.info(`Shutting down (${stopReason}): finishing and committing the current batches`);
   }
   drain?.stop();

@@ -334,8 +334,10 @@ Deno.test({
       text,
       /successfully reconstructed from stream \(\d+ bytes\)\r?\n\r<CLEAR>\d+ files? done/,
     );
-    // Gone at shutdown: the last lines are plain.
-    assert.match(text, /\n\[DataFileDownloadDirectory [^\]]+\] Shutting down/);
+    // Still drawn once every consumer has joined (it was stopped then once), and erased at
+    // shutdown: the last lines are plain.
+    assert.match(text, /joined the group[^\n]*\n(.|\n)*\r<CLEAR>\d+ files? done/);
+    assert.match(text, /\n(\r<CLEAR>)?\[DataFileDownloadDirectory [^\]]+\] Shutting down/);
     assert.doesNotMatch(text.slice(text.indexOf("Shutting down")), /files? done, /);
   },
 });
