@@ -282,6 +282,7 @@ export class Downloader {
       groupId: this.#o.groupId,
       allowAutoTopicCreation: false,
     };
+    const joins: Promise<void>[] = [];
     for (let i = 0; i < this.#o.consumers && !this.#stopping; i++) {
       const consumer = this.#o.kafka.consumer(config);
       this.#consumers.push(consumer);
@@ -326,33 +327,41 @@ export class Downloader {
         topic: this.#o.topic,
         fromBeginning: this.#o.offsetReset !== "latest",
       });
-      // Joining can take up to a session timeout (a group whose members died with an earlier run
-      // waits for them): say so rather than sit silent.
-      const sessionSeconds = Math.round((config.sessionTimeout ?? 30_000) / 1000);
-      const joinStart = Date.now();
-      const slowJoin = setTimeout(() => {
-        this.#logger.info(
-          `Consumer ${
-            i + 1
-          } is waiting to join the group "${this.#o.groupId}": Kafka assigns partitions once the members of an earlier run have rejoined or timed out, at most ${sessionSeconds} s (session.timeout.ms) after they stopped (q to quit)`,
-        );
-      }, JOIN_NOTICE_MS);
-      try {
-        await consumer.run({
-          // The partitions of one fetch are handled together, so that one slow file does not hold
-          // the others up (memory is bounded by the fetch sizes either way).
-          partitionsConsumedConcurrently: PARTITIONS_IN_FLIGHT,
-          autoCommit: false,
-          eachBatchAutoResolve: false,
-          eachBatch: (payload) => this.#eachBatch(consumer, payload),
-        });
-      } finally {
-        clearTimeout(slowJoin);
-      }
-      const waited = Date.now() - joinStart;
-      if (waited >= JOIN_NOTICE_MS) {
-        this.#logger.info(`Consumer ${i + 1} joined after ${(waited / 1000).toFixed(1)} s`);
-      }
+      // The consumers join together: one after the other, each join would make the others stop
+      // and rejoin (a rebalance per consumer, with files moving between them).
+      joins.push(this.#join(consumer, i, config.sessionTimeout));
+    }
+    await Promise.all(joins);
+  }
+
+  /** Runs `consumer` (the `i`-th), which joins the group; resolves once it has joined. */
+  async #join(consumer: Consumer, i: number, sessionTimeout: number | undefined): Promise<void> {
+    // Joining can take up to a session timeout (a group whose members died with an earlier run
+    // waits for them): say so rather than sit silent.
+    const sessionSeconds = Math.round((sessionTimeout ?? 30_000) / 1000);
+    const joinStart = Date.now();
+    const slowJoin = setTimeout(() => {
+      this.#logger.info(
+        `Consumer ${
+          i + 1
+        } is waiting to join the group "${this.#o.groupId}": Kafka assigns partitions once the members of an earlier run have rejoined or timed out, at most ${sessionSeconds} s (session.timeout.ms) after they stopped (q to quit)`,
+      );
+    }, JOIN_NOTICE_MS);
+    try {
+      await consumer.run({
+        // The partitions of one fetch are handled together, so that one slow file does not hold
+        // the others up (memory is bounded by the fetch sizes either way).
+        partitionsConsumedConcurrently: PARTITIONS_IN_FLIGHT,
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: (payload) => this.#eachBatch(consumer, payload),
+      });
+    } finally {
+      clearTimeout(slowJoin);
+    }
+    const waited = Date.now() - joinStart;
+    if (waited >= JOIN_NOTICE_MS) {
+      this.#logger.info(`Consumer ${i + 1} joined after ${(waited / 1000).toFixed(1)} s`);
     }
   }
 
