@@ -33,6 +33,7 @@ import { parseOversizeMarker } from "./compression.ts";
 import { handledMetadata } from "./drain.ts";
 import { BadChunkError, FileAssembler, type InProgressLimits } from "./file_assembler.ts";
 import { isPathError } from "./io_errors.ts";
+import { joinedText } from "./kafka_client.ts";
 import type { Logger } from "./logger.ts";
 import { pythonMatch } from "./python_regex.ts";
 import { Quarantine } from "./quarantine.ts";
@@ -311,15 +312,11 @@ export class Downloader {
         const held = new Set([...this.#assigned.values()].flat());
         this.#releasing = this.#releasing.then(() => this.#releaseMovedFiles(held)).catch(() => {});
         this.#scheduleSplitCheck();
-        const partitions = Object.values(event.payload.memberAssignment).flat().sort((a, b) =>
-          a - b
-        );
         this.#logger.info(
-          `Consumer ${i + 1} of ${this.#o.consumers} joined the group with ${
-            partitions.length === 0
-              ? "no partitions"
-              : `partition${partitions.length === 1 ? "" : "s"} ${partitions.join(", ")}`
-          }`,
+          joinedText(
+            `Consumer ${i + 1} of ${this.#o.consumers}`,
+            Object.values(event.payload.memberAssignment).flat(),
+          ),
         );
       });
       await consumer.connect();

@@ -43,3 +43,13 @@ export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
     },
   });
 }
+
+/** `Consumer 2 of 4 joined the group with partitions 1, 5`: a member's share, in a log line. */
+export function joinedText(member: string, partitions: readonly number[]): string {
+  const sorted = partitions.toSorted((a, b) => a - b);
+  return `${member} joined the group with ${
+    sorted.length === 0
+      ? "no partitions"
+      : `partition${sorted.length === 1 ? "" : "s"} ${sorted.join(", ")}`
+  }`;
+}

@@ -20,6 +20,7 @@ import {
   type Producer,
 } from "kafkajs";
 import { decodeChunkFields, fileKey } from "./chunk_codec.ts";
+import { joinedText } from "./kafka_client.ts";
 import type { Logger } from "./logger.ts";
 import type { CrashHook } from "./state_file.ts";
 
@@ -128,15 +129,11 @@ export class Rekeyer {
       });
       this.#consumers.push(consumer);
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
-        const partitions = (event.payload.memberAssignment[this.#o.from] ?? []).toSorted((a, b) =>
-          a - b
-        );
         this.#o.logger.info(
-          `Re-keyer ${i + 1} of ${this.#o.consumers} joined the group with ${
-            partitions.length === 0
-              ? "no partitions"
-              : `partition${partitions.length === 1 ? "" : "s"} ${partitions.join(", ")}`
-          }`,
+          joinedText(
+            `Re-keyer ${i + 1} of ${this.#o.consumers}`,
+            event.payload.memberAssignment[this.#o.from] ?? [],
+          ),
         );
       });
       consumer.on(consumer.events.CRASH, (event) => {
