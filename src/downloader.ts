@@ -511,9 +511,9 @@ export class Downloader {
     this.#flushAndCommit(consumer, this.#o.topic, partition, offset, next, () => Promise.resolve())
       .catch((error) =>
         this.#logger.warning(
-          `Cannot commit offset ${offset} of partition ${partition} (${
+          `Cannot commit partition ${partition} past its transaction markers and aborted records (to offset ${offset}): the rebuilt data could not be synced first (${
             error instanceof Error ? error.message : error
-          }); its records will be read again and recognised as duplicates`,
+          }); they will be read and skipped again`,
         )
       )
       .finally(() => {
