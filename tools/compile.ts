@@ -32,6 +32,14 @@ export const COMPILED_PERMISSIONS = [
   `--allow-env=${COMPILED_ENV.join(",")}`,
 ];
 
+/**
+ * V8 settings baked into the binary (and used by `deno task start` and the bench): a young
+ * generation of at most 8 MiB per semi-space. V8's default lets it grow to several times that
+ * while small records stream through, which cost ~35 MiB of peak RSS on 20,000 files of 4 KiB
+ * (245-249 → 211-217 MiB, same times; see BENCHMARKS.md).
+ */
+export const V8_FLAGS = "--v8-flags=--max-semi-space-size=8";
+
 /** The `deno compile` arguments for `target` (this machine's when undefined). */
 export function compileArgs(target: string | undefined): string[] {
   const name = `DataFileDownloadDirectory${target ? `-${target}` : ""}${
@@ -40,6 +48,7 @@ export function compileArgs(target: string | undefined): string[] {
   return [
     "compile",
     ...COMPILED_PERMISSIONS,
+    V8_FLAGS,
     ...(target ? ["--target", target] : []),
     "--output",
     `dist/${name}`,

@@ -7,6 +7,7 @@
  */
 import { ensureMavenJars, KAFKA_VERSION } from "../broker.ts";
 import { OPENMSISTREAM_VERSION, pythonEnv, VENV_DIR } from "../openmsistream_venv.ts";
+import { V8_FLAGS } from "../compile.ts";
 import type { TimedRun } from "./process.ts";
 
 /**
@@ -117,6 +118,7 @@ function ours(c: ToolContext, outDir: string, topic: string, logPath: string, ar
       "--allow-net",
       "--allow-env",
       "--allow-sys",
+      V8_FLAGS,
       CLI,
       outDir,
       "--config",
