@@ -33,7 +33,7 @@ import { parseOversizeMarker } from "./compression.ts";
 import { handledMetadata } from "./drain.ts";
 import { BadChunkError, FileAssembler, type InProgressLimits } from "./file_assembler.ts";
 import { isPathError } from "./io_errors.ts";
-import { joinedText } from "./kafka_client.ts";
+import { isolateConsumerOffsets, joinedText } from "./kafka_client.ts";
 import type { Logger } from "./logger.ts";
 import { pythonMatch } from "./python_regex.ts";
 import { Quarantine } from "./quarantine.ts";
@@ -194,6 +194,8 @@ export class Downloader {
 
   constructor(options: DownloaderOptions) {
     this.#o = options;
+    // kafkajs shares committed offsets among a client's consumers; see isolateConsumerOffsets.
+    isolateConsumerOffsets(options.kafka);
     this.#logger = options.logger;
     const stateDir = join(options.outputDir, STATE_DIR_NAME);
     this.#quarantine = new Quarantine(

@@ -20,7 +20,7 @@ import {
   type Producer,
 } from "kafkajs";
 import { decodeChunkFields, fileKey } from "./chunk_codec.ts";
-import { joinedText } from "./kafka_client.ts";
+import { isolateConsumerOffsets, joinedText } from "./kafka_client.ts";
 import type { Logger } from "./logger.ts";
 import type { CrashHook } from "./state_file.ts";
 
@@ -79,6 +79,8 @@ export class Rekeyer {
 
   constructor(options: RekeyerOptions) {
     this.#o = options;
+    // kafkajs shares committed offsets among a client's consumers; see isolateConsumerOffsets.
+    isolateConsumerOffsets(options.kafka);
   }
 
   status(): RekeyStatus {

@@ -2,7 +2,8 @@
  * Consumers joining and leaving the group mid-stream lose nothing: a second consumer process joins
  * the downloader's group, takes partitions (reading without committing), then leaves; the
  * downloader gets them back and rebuilds every file. A second downloader on the same output
- * directory is refused.
+ * directory is refused. A process with more consumers than partitions goes through rebalances
+ * without any of its consumers stopping.
  */
 import assert from "node:assert/strict";
 import { CompressionTypes } from "kafkajs";
@@ -109,4 +110,78 @@ Deno.test("a second consumer process joining then leaving mid-stream loses nothi
   assert.equal(await cli.quit(), 0);
   await assertSameTree(root, out);
   assert.ok(said.some((l) => /^read [1-9]/.test(l)), `the second member read nothing: ${said}`);
+});
+
+Deno.test("a process with more consumers than partitions goes through rebalances with none of them stopping", async () => {
+  // kafkajs shares committed offsets among a client's consumers, and a member left without a
+  // partition cleared them for the others, which then failed their next fetch and stopped.
+  const root = await tempDir("idle_src");
+  for (let i = 0; i < 4; i++) await writeRandomFile(join(root, `i/${i}.dat`), 300_000 + i);
+  const out = await tempDir("idle_out");
+  const cfg = await fastRejoinConfig(bootstrapServers());
+  const topic = await createTopic(1, "idle_consumer");
+  const group = uniqueGroupId("idle_consumer");
+  const messages = await chunkMessagesOfTree(root);
+  registerCodecs();
+  const producer = testKafka().producer();
+  await producer.connect();
+  const seventh = Math.ceil(messages.length / 7);
+  const send = (i: number) =>
+    producer.send({ topic, messages: messages.slice(i * seventh, (i + 1) * seventh) });
+  const cli = new CliProcess([
+    out,
+    "--config",
+    cfg,
+    "--topic_name",
+    topic,
+    "--consumer_group_id",
+    group,
+    "--n_threads",
+    "4",
+  ]);
+  try {
+    await send(0);
+    await cli.waitFor(/joined the group with no partitions/);
+    // Each member that comes and goes makes two rebalances; three of the four consumers at least
+    // are left without the partition.
+    for (let round = 1; round <= 5; round++) {
+      const member = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-net",
+          "--allow-env",
+          "--allow-read",
+          MEMBER,
+          bootstrapServers(),
+          topic,
+          group,
+        ],
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      const said: string[] = [];
+      const reading = lines(member.stdout, said);
+      const deadline = Date.now() + 60_000;
+      while (!said.some((l) => /^joined /.test(l))) {
+        assert.ok(Date.now() < deadline, `the member never joined: ${said}`);
+        await sleep(100);
+      }
+      await send(round);
+      await sleep(1500);
+      member.kill("SIGTERM");
+      await member.status;
+      await reading;
+    }
+    await send(6);
+    await producer.disconnect();
+    await waitForCommitted(group, topic, 120_000);
+    assert.doesNotMatch(cli.output, /stopped on an error|Cannot read properties/);
+    assert.equal(await cli.quit(), 0);
+    await assertSameTree(root, out);
+  } finally {
+    await producer.disconnect().catch(() => {});
+    await cli.kill().catch(() => {});
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+    await Deno.remove(out, { recursive: true }).catch(() => {});
+  }
 });
