@@ -296,3 +296,73 @@ export async function tempDir(prefix: string): Promise<string> {
 }
 
 export { join };
+
+const IDLE_MEMBER = new URL("./_idle_member.ts", import.meta.url).pathname;
+
+/**
+ * Another member of a consumer group, in a process of its own (`tests/_idle_member.ts`): it takes
+ * the partitions it is given and reads them without committing. {@linkcode IdleMember.start}
+ * resolves once it has joined.
+ */
+export class IdleMember {
+  /** Its output lines: `joined <partitions|nothing>`, and `read <n>` at exit. */
+  readonly said: string[] = [];
+  readonly #child: Deno.ChildProcess;
+  readonly #reading: Promise<void>;
+
+  private constructor(topic: string, group: string) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-net",
+        "--allow-env",
+        "--allow-read",
+        IDLE_MEMBER,
+        bootstrapServers(),
+        topic,
+        group,
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.#child = child;
+    this.#reading = (async () => {
+      const decoder = new TextDecoder();
+      for await (const bytes of child.stdout) {
+        this.said.push(...decoder.decode(bytes).split("\n").filter((l) => l !== ""));
+      }
+    })();
+  }
+
+  /** Starts a member and waits (at most 60 s) until it joined, with a partition if `withPartition`. */
+  static async start(
+    topic: string,
+    group: string,
+    { withPartition = false } = {},
+  ): Promise<IdleMember> {
+    const member = new IdleMember(topic, group);
+    const joined = withPartition ? /^joined \d/ : /^joined /;
+    const deadline = Date.now() + 60_000;
+    while (!member.said.some((l) => joined.test(l))) {
+      if (Date.now() > deadline) {
+        await member.stop("SIGKILL");
+        throw new Error(
+          `The idle member never joined${withPartition ? " with a partition" : ""}: ${member.said}`,
+        );
+      }
+      await sleep(100);
+    }
+    return member;
+  }
+
+  /** Leaves the group cleanly (SIGTERM), or dies (SIGKILL); waits for the process to end. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // already gone
+    }
+    await this.#child.status;
+    await this.#reading;
+  }
+}

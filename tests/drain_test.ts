@@ -14,6 +14,7 @@ import {
   chunkMessagesOfTree,
   CliProcess,
   fastRejoinConfig,
+  IdleMember,
   join,
   sleep,
   startDownloader,
@@ -29,8 +30,6 @@ import {
   testKafka,
   uniqueGroupId,
 } from "./_kafka.ts";
-
-const MEMBER = new URL("./_idle_member.ts", import.meta.url).pathname;
 
 async function send(topic: string, messages: { key: string; value: Buffer }[]) {
   registerCodecs();
@@ -170,33 +169,10 @@ Deno.test("drain mode: partitions held by another member are finished after a re
   const cfg = await fastRejoinConfig(bootstrapServers());
 
   // A member that holds partitions and never commits joins first.
-  const member = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      MEMBER,
-      bootstrapServers(),
-      topic,
-      group,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const said: string[] = [];
-  const reading = (async () => {
-    const decoder = new TextDecoder();
-    for await (const bytes of member.stdout) said.push(...decoder.decode(bytes).split("\n"));
-  })();
+  const member = await IdleMember.start(topic, group, { withPartition: true });
   const out = await tempDir("out");
   let cli: CliProcess | undefined;
   try {
-    const deadline = Date.now() + 60_000;
-    while (!said.some((l) => /^joined \d/.test(l))) {
-      assert.ok(Date.now() < deadline, `the member never got a partition: ${said}`);
-      await sleep(100);
-    }
     cli = new CliProcess([
       out,
       "--config",
@@ -212,18 +188,10 @@ Deno.test("drain mode: partitions held by another member are finished after a re
     await sleep(5000);
     const early = await Promise.race([cli.done.then(() => true), Promise.resolve(false)]);
     assert.equal(early, false, `it ended before the whole topic was consumed:\n${cli.output}`);
-    member.kill("SIGTERM");
-    await member.status;
-    await reading;
+    await member.stop();
     assert.equal(await cli.exit(120_000), 0, cli.output);
   } finally {
-    try {
-      member.kill("SIGKILL");
-    } catch {
-      // gone
-    }
-    await member.status;
-    await reading;
+    await member.stop("SIGKILL");
     if (cli) await cli.kill();
   }
   await assertSameTree(root, out);

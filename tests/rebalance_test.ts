@@ -13,6 +13,7 @@ import {
   chunkMessagesOfTree,
   CliProcess,
   fastRejoinConfig,
+  IdleMember,
   join,
   sleep,
   tempDir,
@@ -20,15 +21,6 @@ import {
   writeRandomFile,
 } from "./_cli.ts";
 import { bootstrapServers, createTopic, testKafka, uniqueGroupId } from "./_kafka.ts";
-
-const MEMBER = new URL("./_idle_member.ts", import.meta.url).pathname;
-
-async function lines(stream: ReadableStream<Uint8Array>, seen: string[]): Promise<void> {
-  const decoder = new TextDecoder();
-  for await (const bytes of stream) {
-    seen.push(...decoder.decode(bytes).split("\n").filter((l) => l !== ""));
-  }
-}
 
 Deno.test("a second consumer process joining then leaving mid-stream loses nothing", async () => {
   const root = await tempDir("src");
@@ -64,32 +56,10 @@ Deno.test("a second consumer process joining then leaving mid-stream loses nothi
   await cli.waitFor(/joined the group/);
   await send(1);
 
-  const member = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      MEMBER,
-      bootstrapServers(),
-      topic,
-      group,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const said: string[] = [];
-  const reading = lines(member.stdout, said);
-  const deadline = Date.now() + 60_000;
-  while (!said.some((l) => /^joined \d/.test(l))) {
-    assert.ok(Date.now() < deadline, `the second member never got a partition: ${said}`);
-    await sleep(100);
-  }
+  const member = await IdleMember.start(topic, group, { withPartition: true });
   await send(2);
   await sleep(3000);
-  member.kill("SIGTERM");
-  await member.status;
-  await reading;
+  await member.stop();
   await send(3);
   await producer.disconnect();
 
@@ -109,7 +79,10 @@ Deno.test("a second consumer process joining then leaving mid-stream loses nothi
   await waitForCommitted(group, topic, 180_000);
   assert.equal(await cli.quit(), 0);
   await assertSameTree(root, out);
-  assert.ok(said.some((l) => /^read [1-9]/.test(l)), `the second member read nothing: ${said}`);
+  assert.ok(
+    member.said.some((l) => /^read [1-9]/.test(l)),
+    `the second member read nothing: ${member.said}`,
+  );
 });
 
 Deno.test("a process with more consumers than partitions goes through rebalances with none of them stopping", async () => {
@@ -145,32 +118,10 @@ Deno.test("a process with more consumers than partitions goes through rebalances
     // Each member that comes and goes makes two rebalances; three of the four consumers at least
     // are left without the partition.
     for (let round = 1; round <= 5; round++) {
-      const member = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-net",
-          "--allow-env",
-          "--allow-read",
-          MEMBER,
-          bootstrapServers(),
-          topic,
-          group,
-        ],
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
-      const said: string[] = [];
-      const reading = lines(member.stdout, said);
-      const deadline = Date.now() + 60_000;
-      while (!said.some((l) => /^joined /.test(l))) {
-        assert.ok(Date.now() < deadline, `the member never joined: ${said}`);
-        await sleep(100);
-      }
+      const member = await IdleMember.start(topic, group);
       await send(round);
       await sleep(1500);
-      member.kill("SIGTERM");
-      await member.status;
-      await reading;
+      await member.stop();
     }
     await send(6);
     await producer.disconnect();
