@@ -147,10 +147,21 @@ export function startDownloader(
   group: string,
   ...extra: string[]
 ): CliProcess {
+  return startDownloaderWith("local_broker_test", out, topic, group, ...extra);
+}
+
+/** {@linkcode startDownloader} with the config file (or built-in config name) `config`. */
+export function startDownloaderWith(
+  config: string,
+  out: string,
+  topic: string,
+  group: string,
+  ...extra: string[]
+): CliProcess {
   return new CliProcess([
     out,
     "--config",
-    "local_broker_test",
+    config,
     "--topic_name",
     topic,
     "--consumer_group_id",

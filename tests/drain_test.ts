@@ -18,6 +18,7 @@ import {
   join,
   sleep,
   startDownloader,
+  startDownloaderWith,
   tempDir,
   waitForCommitted,
   writeRandomFile,
@@ -173,16 +174,7 @@ Deno.test("drain mode: partitions held by another member are finished after a re
   const out = await tempDir("out");
   let cli: CliProcess | undefined;
   try {
-    cli = new CliProcess([
-      out,
-      "--config",
-      cfg,
-      "--topic_name",
-      topic,
-      "--consumer_group_id",
-      group,
-      "--exit_when_done",
-    ]);
+    cli = startDownloaderWith(cfg, out, topic, group, "--exit_when_done");
     // It drains what it holds, then waits for the member's partitions.
     await cli.waitFor(/joined the group with partitions? \d/);
     await sleep(5000);

@@ -11,11 +11,11 @@ import { registerCodecs } from "../src/compression.ts";
 import {
   assertSameTree,
   chunkMessagesOfTree,
-  CliProcess,
   fastRejoinConfig,
   IdleMember,
   join,
   sleep,
+  startDownloaderWith,
   tempDir,
   waitForCommitted,
   writeRandomFile,
@@ -42,17 +42,7 @@ Deno.test("a second consumer process joining then leaving mid-stream loses nothi
     });
 
   await send(0);
-  const cli = new CliProcess([
-    out,
-    "--config",
-    cfg,
-    "--topic_name",
-    topic,
-    "--consumer_group_id",
-    group,
-    "--n_threads",
-    "2",
-  ]);
+  const cli = startDownloaderWith(cfg, out, topic, group, "--n_threads", "2");
   await cli.waitFor(/joined the group/);
   await send(1);
 
@@ -64,15 +54,7 @@ Deno.test("a second consumer process joining then leaving mid-stream loses nothi
   await producer.disconnect();
 
   // Meanwhile a second downloader on the same output directory is refused.
-  const intruder = new CliProcess([
-    out,
-    "--config",
-    cfg,
-    "--topic_name",
-    topic,
-    "--consumer_group_id",
-    uniqueGroupId("x"),
-  ]);
+  const intruder = startDownloaderWith(cfg, out, topic, uniqueGroupId("x"));
   assert.equal(await intruder.exit(), 1);
   assert.match(intruder.output, /Another DataFileDownloadDirectory is already writing to/);
 
@@ -101,17 +83,7 @@ Deno.test("a process with more consumers than partitions goes through rebalances
   const seventh = Math.ceil(messages.length / 7);
   const send = (i: number) =>
     producer.send({ topic, messages: messages.slice(i * seventh, (i + 1) * seventh) });
-  const cli = new CliProcess([
-    out,
-    "--config",
-    cfg,
-    "--topic_name",
-    topic,
-    "--consumer_group_id",
-    group,
-    "--n_threads",
-    "4",
-  ]);
+  const cli = startDownloaderWith(cfg, out, topic, group, "--n_threads", "4");
   try {
     await send(0);
     await cli.waitFor(/joined the group with no partitions/);
