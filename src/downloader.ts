@@ -33,7 +33,7 @@ import { parseOversizeMarker } from "./compression.ts";
 import { handledMetadata } from "./drain.ts";
 import { BadChunkError, FileAssembler, type InProgressLimits } from "./file_assembler.ts";
 import { isPathError } from "./io_errors.ts";
-import { isolateConsumerOffsets, joinedText } from "./kafka_client.ts";
+import { isolateConsumerOffsets, joinedText } from "./group_membership.ts";
 import type { Logger } from "./logger.ts";
 import { pythonMatch } from "./python_regex.ts";
 import { Quarantine } from "./quarantine.ts";

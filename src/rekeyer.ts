@@ -20,7 +20,7 @@ import {
   type Producer,
 } from "kafkajs";
 import { decodeChunkFields, fileKey } from "./chunk_codec.ts";
-import { isolateConsumerOffsets, joinedText } from "./kafka_client.ts";
+import { isolateConsumerOffsets, joinedText } from "./group_membership.ts";
 import type { Logger } from "./logger.ts";
 import type { CrashHook } from "./state_file.ts";
 

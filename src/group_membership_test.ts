@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Kafka, logLevel } from "kafkajs";
-import { isolateConsumerOffsets, joinedText } from "./kafka_client.ts";
+import { isolateConsumerOffsets, joinedText } from "./group_membership.ts";
 
 Deno.test("joinedText names a member's partitions in order, with the right number", () => {
   assert.equal(
