@@ -132,8 +132,15 @@ export interface DownloaderHealth {
 /** Milliseconds of waiting to join the group before the program says what it waits for. */
 const JOIN_NOTICE_MS = 3000;
 
-/** Milliseconds after the last join before the split check runs (the group settles). */
+/**
+ * Milliseconds after the last join before the split check runs (the group settles), on top of
+ * the session timeout: a member of an earlier run that died keeps its partitions until Kafka drops
+ * it, at most a session timeout after its last heartbeat, which came before this join.
+ */
 const SPLIT_CHECK_MS = 5000;
+
+/** kafkajs's default `sessionTimeout`. */
+const DEFAULT_SESSION_TIMEOUT_MS = 30_000;
 
 /** Rejected files remembered for the status. */
 export const REJECTED_FILES = 1000;
@@ -185,6 +192,7 @@ export class Downloader {
   /** Partitions where a record keyed per chunk was seen: no safe offsets there. */
   readonly #perChunkPartitions = new Set<number>();
   #splitCheck: ReturnType<typeof setTimeout> | undefined;
+  #splitCheckMs = SPLIT_CHECK_MS + DEFAULT_SESSION_TIMEOUT_MS;
   /** The warning about a topic split between processes, while it holds. */
   #splitWarning: string | null = null;
   /** Consumers in the group (joined and not crashed for good), and the last commit's time. */
@@ -285,6 +293,7 @@ export class Downloader {
       groupId: this.#o.groupId,
       allowAutoTopicCreation: false,
     };
+    this.#splitCheckMs = SPLIT_CHECK_MS + (config.sessionTimeout ?? DEFAULT_SESSION_TIMEOUT_MS);
     const joins: Promise<void>[] = [];
     for (let i = 0; i < this.#o.consumers && !this.#stopping; i++) {
       const consumer = this.#o.kafka.consumer(config);
@@ -337,7 +346,7 @@ export class Downloader {
   async #join(consumer: Consumer, i: number, sessionTimeout: number | undefined): Promise<void> {
     // Joining can take up to a session timeout (a group whose members died with an earlier run
     // waits for them): say so rather than sit silent.
-    const sessionSeconds = Math.round((sessionTimeout ?? 30_000) / 1000);
+    const sessionSeconds = Math.round((sessionTimeout ?? DEFAULT_SESSION_TIMEOUT_MS) / 1000);
     const joinStart = Date.now();
     const slowJoin = setTimeout(() => {
       this.#logger.info(
@@ -749,13 +758,14 @@ export class Downloader {
    */
   #scheduleSplitCheck(): void {
     clearTimeout(this.#splitCheck);
-    this.#splitCheck = setTimeout(() => this.#checkSplit(), SPLIT_CHECK_MS);
+    this.#splitCheck = setTimeout(() => this.#checkSplit(), this.#splitCheckMs);
   }
 
   #checkSplit(): void {
     if (this.#stopping || this.#topicPartitions === 0) return;
-    // Until every consumer of this process has joined, the "other member" may be one of them (or
-    // a member of an earlier run that Kafka has not dropped yet): look again later.
+    // Until every consumer of this process has joined, the "other member" may be one of them:
+    // look again later. (A member of an earlier run is dropped before the check: see
+    // SPLIT_CHECK_MS.)
     if (this.#members.size < this.#o.consumers) return this.#scheduleSplitCheck();
     const held = new Set([...this.#assigned.values()].flat());
     this.#releaseMovedFiles(held).catch(() => {});
