@@ -28,11 +28,11 @@
  *
  * @module
  */
-import { createHash, type Hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import { type FileHasher, InlineFileHasher, WorkerFileHasher } from "./file_hasher.ts";
 import { dirname, join, relative, sep } from "node:path";
 import { existsSync } from "node:fs";
-import { bytesEqual, copyBytes, type DataFileChunk, toHex } from "./chunk_codec.ts";
+import { bytesEqual, copyBytes, type DataFileChunk, sha512, toHex } from "./chunk_codec.ts";
 import { type CompletedRecord, CompletedStore } from "./completed_store.ts";
 import { decideGeneration, type KnownGeneration } from "./generation.ts";
 import { HandlePool, writeAt } from "./handle_pool.ts";
@@ -128,12 +128,12 @@ interface InProgress extends KnownGeneration {
   /** End of the furthest accepted chunk. */
   extent: number;
   /**
-   * A one-chunk file's hash, fed on this thread as its chunk is written (`null` for the others,
-   * which the file hasher reads back from the partial file), or its digest when that is the
-   * chunk's own verified hash.
+   * A one-chunk file's whole-file SHA-512 once its chunk is written at offset 0: the chunk's own
+   * hash when that was checked, else hashed here (`null` for the others, which the file hasher
+   * reads back from the partial file).
    */
-  hash: Hash | Uint8Array | null;
-  /** Bytes given to `hash`, or to the file hasher as contiguous on disk. */
+  digest: Uint8Array | null;
+  /** Bytes covered by `digest`, or given to the file hasher as contiguous on disk. */
   hashedUpTo: number;
   /** Journal lines of chunks written but not yet synced. */
   pending: string[];
@@ -428,7 +428,7 @@ export class FileAssembler {
       lengths: new Map(),
       bytes: 0,
       extent: 0,
-      hash: isSingleChunk(g) ? createHash("sha512") : null,
+      digest: null,
       hashedUpTo: 0,
       pending: [],
       writes: 0,
@@ -755,12 +755,11 @@ export class FileAssembler {
     file.writes++;
     file.dirty = true;
     file.lastActive = this.#now();
-    if (file.hash) {
-      if (offset === file.hashedUpTo) {
-        // A chunk at offset 0 whose hash was checked is the whole file: its hash is the file's.
-        if (offset === 0 && context.verified) file.hash = copyBytes(chunk.chunkHash);
-        else if (!(file.hash instanceof Uint8Array)) file.hash.update(chunk.data);
-        file.hashedUpTo += length;
+    if (isSingleChunk(file)) {
+      // Its one chunk at offset 0 is the whole file: a checked chunk hash is the file's hash.
+      if (offset === 0) {
+        file.digest = context.verified ? copyBytes(chunk.chunkHash) : sha512(chunk.data);
+        file.hashedUpTo = length;
       }
     } else {
       this.#advanceHash(file);
@@ -782,11 +781,7 @@ export class FileAssembler {
 
   /** The whole-file SHA-512 of a tiled file, with a heartbeat every second while it is awaited. */
   async #digest(file: InProgress, tick: (() => Promise<void>) | undefined): Promise<Uint8Array> {
-    if (file.hash && file.hashedUpTo === file.extent) {
-      return file.hash instanceof Uint8Array
-        ? file.hash
-        : new Uint8Array(file.hash.copy().digest());
-    }
+    if (file.digest && file.hashedUpTo === file.extent) return file.digest;
     this.#advanceHash(file);
     const digest = this.#hasher.digest(
       file.id,
