@@ -17,6 +17,7 @@ import {
   join,
   produceTree,
   sleep,
+  startDownloaderWith,
   tempDir,
   treeDigest,
   waitForCommitted,
@@ -93,19 +94,7 @@ Deno.test("three downloader processes rebuild an uploader's topic re-keyed by fi
   let rekeyer: CliProcess | undefined;
   try {
     for (const out of outs) {
-      downloaders.push(
-        new CliProcess([
-          out,
-          "--config",
-          "local_broker_test",
-          "--topic_name",
-          target,
-          "--consumer_group_id",
-          group,
-          "--n_threads",
-          "1",
-        ]),
-      );
+      downloaders.push(downloader(out, "local_broker_test", target, group));
     }
     // The group settles (each holds some of the 8 partitions) before anything is forwarded, so
     // that no file moves between processes midway.
@@ -209,18 +198,7 @@ function downloader(
   group: string,
   extra: string[] = [],
 ) {
-  return new CliProcess([
-    out,
-    "--config",
-    config,
-    "--topic_name",
-    topic,
-    "--consumer_group_id",
-    group,
-    "--n_threads",
-    "1",
-    ...extra,
-  ]);
+  return startDownloaderWith(config, out, topic, group, "--n_threads", "1", ...extra);
 }
 
 function rekeyer(

@@ -16,6 +16,7 @@ import {
   join,
   produceTree,
   sleep,
+  startDownloaderWith,
   tempDir,
   treeDigest,
   waitForCommitted,
@@ -45,17 +46,7 @@ async function makeTree(files: number): Promise<string> {
 }
 
 function downloader(out: string, config: string, topic: string, group: string): CliProcess {
-  return new CliProcess([
-    out,
-    "--config",
-    config,
-    "--topic_name",
-    topic,
-    "--consumer_group_id",
-    group,
-    "--n_threads",
-    "1",
-  ]);
+  return startDownloaderWith(config, out, topic, group, "--n_threads", "1");
 }
 
 Deno.test("two downloader processes on a topic keyed per chunk each warn that files cannot complete", async () => {
