@@ -14,22 +14,26 @@ import {
   usage,
   UsageError,
   versionText,
-} from "./src/args.ts";
-import { toHex } from "./src/chunk_codec.ts";
-import { ConfigError } from "./src/config_file.ts";
-import { checkReport, readCommands, shutdownSummary } from "./src/console.ts";
-import { CRASH_ENV, crashHookFromSpec } from "./src/crash_points.ts";
-import type { CrashHook } from "./src/state_file.ts";
-import { DrainWatch, lagText, type OffsetsAdmin, partitionLags } from "./src/drain.ts";
-import { permissionMessage, type RefusedPermission, refusedPermission } from "./src/io_errors.ts";
-import { Level, Logger } from "./src/logger.ts";
-import { quietKafkajsTimerWarnings } from "./src/process_warnings.ts";
-import { LOG_FILE_NAME, STATE_DIR_NAME } from "./src/safe_path.ts";
-import { type MetricsSnapshot, serveMetrics } from "./src/metrics.ts";
-import { RateMeter } from "./src/rate_meter.ts";
-import { StatusLine } from "./src/status_line.ts";
-import { drainReport, runSummary, writeRunSummary } from "./src/run_summary.ts";
-import { resolveSettings, type RunSettings } from "./src/settings.ts";
+} from "./src/config/args.ts";
+import { toHex } from "./src/wire/chunk_codec.ts";
+import { ConfigError } from "./src/config/config_file.ts";
+import { checkReport, readCommands, shutdownSummary } from "./src/console/console.ts";
+import { CRASH_ENV, crashHookFromSpec } from "./src/store/crash_points.ts";
+import type { CrashHook } from "./src/store/state_file.ts";
+import { DrainWatch, lagText, type OffsetsAdmin, partitionLags } from "./src/kafka/drain.ts";
+import {
+  permissionMessage,
+  type RefusedPermission,
+  refusedPermission,
+} from "./src/store/io_errors.ts";
+import { Level, Logger } from "./src/console/logger.ts";
+import { quietKafkajsTimerWarnings } from "./src/console/process_warnings.ts";
+import { LOG_FILE_NAME, STATE_DIR_NAME } from "./src/store/safe_path.ts";
+import { type MetricsSnapshot, serveMetrics } from "./src/console/metrics.ts";
+import { RateMeter } from "./src/console/rate_meter.ts";
+import { StatusLine } from "./src/console/status_line.ts";
+import { drainReport, runSummary, writeRunSummary } from "./src/console/run_summary.ts";
+import { resolveSettings, type RunSettings } from "./src/config/settings.ts";
 import type { Kafka } from "kafkajs";
 import { dirname, join, resolve } from "node:path";
 
@@ -47,9 +51,9 @@ const printErr = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
 async function loadKafkaModules() {
   const [{ Downloader }, { Telemetry }, { createKafka }, { CompressionTypes, Partitioners }] =
     await Promise.all([
-      import("./src/downloader.ts"),
-      import("./src/telemetry.ts"),
-      import("./src/kafka_client.ts"),
+      import("./src/kafka/downloader.ts"),
+      import("./src/kafka/telemetry.ts"),
+      import("./src/kafka/kafka_client.ts"),
       import("kafkajs"),
     ]);
   return { Downloader, Telemetry, createKafka, CompressionTypes, Partitioners };
@@ -141,7 +145,7 @@ async function main(args: string[]): Promise<number> {
   });
   for (const warning of settings.kafka.warnings) logger.warning(warning);
   const kafka = createKafka({ clientId: PROGRAM, ...settings.kafka.client }, logger);
-  // Crash tests only: stop dead at a chosen step, as a power cut would (see src/crash_points.ts).
+  // Crash tests only: stop dead at a chosen step, as a power cut would (see src/store/crash_points.ts).
   let crashSpec: string | undefined;
   try {
     // Asked only when granted, so that a narrowed --allow-env never prompts for it.
@@ -434,7 +438,7 @@ async function runRekeyer(
   logger: Logger,
   crashHook: CrashHook | undefined,
 ): Promise<number> {
-  const { Rekeyer } = await import("./src/rekeyer.ts");
+  const { Rekeyer } = await import("./src/kafka/rekeyer.ts");
   const idFile = join(settings.outputDir, STATE_DIR_NAME, "rekey-id");
   let id: string;
   try {

@@ -39,7 +39,7 @@ export {
   fileKey,
   sha512,
   toHex,
-} from "./src/chunk_codec.ts";
+} from "./src/wire/chunk_codec.ts";
 export {
   chunksOfFile,
   DEFAULT_CHUNK_SIZE,
@@ -47,30 +47,34 @@ export {
   listFiles,
   produceFiles,
   type ProduceOptions,
-} from "./src/chunk_producer.ts";
-export { registerCodecs } from "./src/compression.ts";
+} from "./src/wire/chunk_producer.ts";
+export { registerCodecs } from "./src/wire/compression.ts";
 export {
   ConfigError,
   type ConfigFile,
   expandEnv,
   parseConfig,
   readSection,
-} from "./src/config_file.ts";
-export { BUILTIN_CONFIGS } from "./src/builtin_configs.ts";
-export { AUTO_COMMIT_WARNING, type KafkaSettings, kafkaSettings } from "./src/kafka_options.ts";
-export { type CliOptions, helpText, parseArgs, UsageError } from "./src/args.ts";
-export { resolveSettings, type RunSettings } from "./src/settings.ts";
-export { Downloader, type DownloaderOptions, type DownloadStatus } from "./src/downloader.ts";
-export { BadChunkError, type ChunkOutcome, FileAssembler } from "./src/file_assembler.ts";
-export { decideGeneration, type Generation } from "./src/generation.ts";
-export { createKafka } from "./src/kafka_client.ts";
-export { Level, Logger, type LoggerOptions } from "./src/logger.ts";
-export { compilePythonRegex, pythonMatch } from "./src/python_regex.ts";
-export { Quarantine } from "./src/quarantine.ts";
+} from "./src/config/config_file.ts";
+export { BUILTIN_CONFIGS } from "./src/config/builtin_configs.ts";
+export {
+  AUTO_COMMIT_WARNING,
+  type KafkaSettings,
+  kafkaSettings,
+} from "./src/config/kafka_options.ts";
+export { type CliOptions, helpText, parseArgs, UsageError } from "./src/config/args.ts";
+export { resolveSettings, type RunSettings } from "./src/config/settings.ts";
+export { Downloader, type DownloaderOptions, type DownloadStatus } from "./src/kafka/downloader.ts";
+export { BadChunkError, type ChunkOutcome, FileAssembler } from "./src/store/file_assembler.ts";
+export { decideGeneration, type Generation } from "./src/store/generation.ts";
+export { createKafka } from "./src/kafka/kafka_client.ts";
+export { Level, Logger, type LoggerOptions } from "./src/console/logger.ts";
+export { compilePythonRegex, pythonMatch } from "./src/config/python_regex.ts";
+export { Quarantine } from "./src/store/quarantine.ts";
 export {
   LOG_FILE_NAME,
   type RelativeTarget,
   relativeTarget,
   STATE_DIR_NAME,
   UnsafePathError,
-} from "./src/safe_path.ts";
+} from "./src/store/safe_path.ts";

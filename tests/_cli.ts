@@ -13,9 +13,9 @@ import {
   type Keying,
   listFiles,
   produceFiles,
-} from "../src/chunk_producer.ts";
-import { registerCodecs } from "../src/compression.ts";
-import { LOG_FILE_NAME, STATE_DIR_NAME } from "../src/safe_path.ts";
+} from "../src/wire/chunk_producer.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
+import { LOG_FILE_NAME, STATE_DIR_NAME } from "../src/store/safe_path.ts";
 import { bootstrapServers, committedOffsets, endOffsets, testKafka } from "./_kafka.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;

@@ -6,8 +6,8 @@
  * Usage: deno run --allow-net --allow-env tests/_idle_member.ts BOOTSTRAP TOPIC GROUP
  */
 import { Kafka, logLevel } from "kafkajs";
-import { quietKafkajsTimerWarnings } from "../src/process_warnings.ts";
-import { registerCodecs } from "../src/compression.ts";
+import { quietKafkajsTimerWarnings } from "../src/console/process_warnings.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
 
 quietKafkajsTimerWarnings();
 

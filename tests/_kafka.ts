@@ -15,7 +15,7 @@
  */
 
 import { type Admin, Kafka, type KafkaConfig, logLevel } from "kafkajs";
-import { quietKafkajsTimerWarnings } from "../src/process_warnings.ts";
+import { quietKafkajsTimerWarnings } from "../src/console/process_warnings.ts";
 
 quietKafkajsTimerWarnings();
 

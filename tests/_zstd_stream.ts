@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { zstdCompress } from "../src/compression.ts";
+import { zstdCompress } from "../src/wire/compression.ts";
 
 /** The largest ZSTD block: 128 KiB. */
 export const ZSTD_BLOCK = 128 * 1024;

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { CompressionTypes, Kafka, logLevel } from "kafkajs";
-import { registerCodecs } from "../src/compression.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
 import { freePort, startBroker } from "../tools/broker.ts";
 import {
   assertSameTree,

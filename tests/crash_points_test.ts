@@ -4,9 +4,9 @@
  * left behind.
  */
 import assert from "node:assert/strict";
-import { CRASH_ENV, CRASH_POINTS } from "../src/crash_points.ts";
-import { STATE_DIR_NAME } from "../src/safe_path.ts";
-import { listFiles } from "../src/chunk_producer.ts";
+import { CRASH_ENV, CRASH_POINTS } from "../src/store/crash_points.ts";
+import { STATE_DIR_NAME } from "../src/store/safe_path.ts";
+import { listFiles } from "../src/wire/chunk_producer.ts";
 import {
   assertSameTree,
   CliProcess,

@@ -10,9 +10,9 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createGzip } from "node:zlib";
 import type { CompressionTypes, Producer } from "kafkajs";
-import { chunkMessagesOfFile, listFiles } from "../src/chunk_producer.ts";
-import { kafkajsCompression, registerCodecs, zstdCompress } from "../src/compression.ts";
-import { STATE_DIR_NAME } from "../src/safe_path.ts";
+import { chunkMessagesOfFile, listFiles } from "../src/wire/chunk_producer.ts";
+import { kafkajsCompression, registerCodecs, zstdCompress } from "../src/wire/compression.ts";
+import { STATE_DIR_NAME } from "../src/store/safe_path.ts";
 import {
   assertSameTree,
   join,
@@ -145,7 +145,7 @@ async function peakRss(pid: number): Promise<number> {
 Deno.test("decompression bombs are quarantined with bounded memory and the partition goes on", async () => {
   // The bombs decode as Kafka records (the broker checks that), small versions decode right.
   const small = await zstdBomb(4);
-  const { zstdDecompress } = await import("../src/compression.ts");
+  const { zstdDecompress } = await import("../src/wire/compression.ts");
   const { head, tail } = bombParts(4 * ZSTD_BLOCK);
   assert.equal(zstdDecompress(small).length, head.length + 4 * ZSTD_BLOCK + tail.length);
 
@@ -236,7 +236,7 @@ Deno.test("a compressed batch whose records are malformed is set aside, and the 
   const claimed = varint(bad.length - 12);
   const malformed = new Uint8Array([...claimed, ...bad.subarray(varint(bad.length - 1).length)]);
   const records = new Uint8Array([...record(0, "first"), ...malformed, ...record(2, "third")]);
-  const { lz4Compress, malformedRecords } = await import("../src/compression.ts");
+  const { lz4Compress, malformedRecords } = await import("../src/wire/compression.ts");
   assert.match(malformedRecords(records, 3) ?? "", /^record 2 of 3 /);
 
   const root = await tempDir("malformed_src");

@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { CompressionTypes } from "kafkajs";
-import type { RunSummary } from "../src/run_summary.ts";
-import { registerCodecs } from "../src/compression.ts";
+import type { RunSummary } from "../src/console/run_summary.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
 import {
   assertSameTree,
   chunkMessagesOfTree,
@@ -127,7 +127,7 @@ Deno.test("drain mode: a file missing a chunk and a file failing its hash mean e
   assert.equal(badOriginal.length, badForged.length);
   await send(topic, kept.filter((m) => !m.key.includes("bad.bin")));
   // Same file hash as the original (so one generation), but the first chunk's bytes are other.
-  const { decodeChunk, encodeChunk } = await import("../src/chunk_codec.ts");
+  const { decodeChunk, encodeChunk } = await import("../src/wire/chunk_codec.ts");
   const original0 = decodeChunk(new Uint8Array(badOriginal[0]!.value));
   const forged0 = decodeChunk(new Uint8Array(badForged[0]!.value));
   const mixed = encodeChunk({ ...forged0, fileHash: original0.fileHash });

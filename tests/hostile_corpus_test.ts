@@ -7,9 +7,9 @@ import { encode } from "@msgpack/msgpack";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { dirname } from "node:path";
-import { type DataFileChunk, encodeChunk, sha512 } from "../src/chunk_codec.ts";
-import { registerCodecs } from "../src/compression.ts";
-import { STATE_DIR_NAME } from "../src/safe_path.ts";
+import { type DataFileChunk, encodeChunk, sha512 } from "../src/wire/chunk_codec.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
+import { STATE_DIR_NAME } from "../src/store/safe_path.ts";
 import {
   assertSameTree,
   join,

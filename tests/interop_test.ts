@@ -10,8 +10,8 @@
  * Every test uses its own 4-partition topic and consumer group.
  */
 import assert from "node:assert/strict";
-import { registerCodecs } from "../src/compression.ts";
-import { STATE_DIR_NAME } from "../src/safe_path.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
+import { STATE_DIR_NAME } from "../src/store/safe_path.ts";
 import {
   assertSameTree,
   chunkMessagesOfTree,

@@ -3,8 +3,8 @@
  * no partial or state file is left behind.
  */
 import assert from "node:assert/strict";
-import { registerCodecs } from "../src/compression.ts";
-import { STATE_DIR_NAME } from "../src/safe_path.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
+import { STATE_DIR_NAME } from "../src/store/safe_path.ts";
 import {
   assertSameTree,
   chunkMessagesOfTree,

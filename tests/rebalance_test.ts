@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { CompressionTypes } from "kafkajs";
-import { registerCodecs } from "../src/compression.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
 import {
   assertSameTree,
   chunkMessagesOfTree,

@@ -6,10 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { CompressionTypes } from "kafkajs";
-import { decodeChunkFields, fileKey } from "../src/chunk_codec.ts";
-import { registerCodecs } from "../src/compression.ts";
-import { CRASH_ENV } from "../src/crash_points.ts";
-import { STATE_DIR_NAME } from "../src/safe_path.ts";
+import { decodeChunkFields, fileKey } from "../src/wire/chunk_codec.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
+import { CRASH_ENV } from "../src/store/crash_points.ts";
+import { STATE_DIR_NAME } from "../src/store/safe_path.ts";
 import {
   chunkMessagesOfTree,
   CliProcess,

@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { CompressionTypes } from "kafkajs";
-import { registerCodecs } from "../src/compression.ts";
-import { STATE_DIR_NAME } from "../src/safe_path.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
+import { STATE_DIR_NAME } from "../src/store/safe_path.ts";
 import {
   assertSameTree,
   chunkMessagesOfTree,

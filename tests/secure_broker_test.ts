@@ -10,8 +10,8 @@
  */
 import assert from "node:assert/strict";
 import { Kafka, logLevel } from "kafkajs";
-import { listFiles, produceFiles } from "../src/chunk_producer.ts";
-import { registerCodecs } from "../src/compression.ts";
+import { listFiles, produceFiles } from "../src/wire/chunk_producer.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
 import { type Broker, startBroker } from "../tools/broker.ts";
 import { assertSameTree, CliProcess, join, tempDir, treeDigest, writeRandomFile } from "./_cli.ts";
 import { makeTestCertificates, type TestCertificates } from "./_tls_fixtures.ts";

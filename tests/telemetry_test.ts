@@ -13,7 +13,7 @@ import {
   writeRandomFile,
 } from "./_cli.ts";
 import { createTopic, testKafka, uniqueGroupId } from "./_kafka.ts";
-import { registerCodecs } from "../src/compression.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
 
 async function readAll(
   topic: string,

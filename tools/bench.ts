@@ -31,8 +31,8 @@
  */
 import { join } from "node:path";
 import { type Admin, Kafka, logLevel } from "kafkajs";
-import { quietKafkajsTimerWarnings } from "../src/process_warnings.ts";
-import { registerCodecs } from "../src/compression.ts";
+import { quietKafkajsTimerWarnings } from "../src/console/process_warnings.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
 import { type Broker, KAFKA_VERSION, startBroker } from "./broker.ts";
 import { ensureOpenMsiStream, OPENMSISTREAM_VERSION, VENV_DIR } from "./openmsistream_venv.ts";
 import { killAllChildren, RunFailed, timedRun } from "./bench/process.ts";

@@ -35,7 +35,7 @@
  */
 
 import { Kafka, logLevel } from "kafkajs";
-import { quietKafkajsTimerWarnings } from "../src/process_warnings.ts";
+import { quietKafkajsTimerWarnings } from "../src/console/process_warnings.ts";
 
 quietKafkajsTimerWarnings();
 

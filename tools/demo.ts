@@ -9,11 +9,11 @@
  * @module
  */
 import { Kafka, logLevel } from "kafkajs";
-import { quietKafkajsTimerWarnings } from "../src/process_warnings.ts";
+import { quietKafkajsTimerWarnings } from "../src/console/process_warnings.ts";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
-import { listFiles, produceFiles } from "../src/chunk_producer.ts";
-import { registerCodecs } from "../src/compression.ts";
+import { listFiles, produceFiles } from "../src/wire/chunk_producer.ts";
+import { registerCodecs } from "../src/wire/compression.ts";
 import { type Broker, startBroker } from "./broker.ts";
 
 quietKafkajsTimerWarnings();

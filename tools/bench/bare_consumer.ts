@@ -10,8 +10,8 @@
  * @module
  */
 import { Kafka, logLevel } from "kafkajs";
-import { quietKafkajsTimerWarnings } from "../../src/process_warnings.ts";
-import { registerCodecs } from "../../src/compression.ts";
+import { quietKafkajsTimerWarnings } from "../../src/console/process_warnings.ts";
+import { registerCodecs } from "../../src/wire/compression.ts";
 
 quietKafkajsTimerWarnings();
 

@@ -10,7 +10,7 @@
  * @module
  */
 import { Kafka } from "kafkajs";
-import { listFiles, produceFiles } from "../../src/chunk_producer.ts";
+import { listFiles, produceFiles } from "../../src/wire/chunk_producer.ts";
 import { pythonEnv, VENV_DIR } from "../openmsistream_venv.ts";
 import { RunFailed, timedRun } from "./process.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { DownloaderHealth, DownloadStatus } from "./downloader.ts";
+import type { DownloaderHealth, DownloadStatus } from "../kafka/downloader.ts";
 import { healthOf, type MetricsSnapshot, renderMetrics, serveMetrics } from "./metrics.ts";
 
 const status: DownloadStatus = {

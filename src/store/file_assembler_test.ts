@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { type DataFileChunk, sha512 } from "./chunk_codec.ts";
+import { type DataFileChunk, sha512 } from "../wire/chunk_codec.ts";
 import { BadChunkError, FileAssembler, type FileAssemblerOptions } from "./file_assembler.ts";
-import { Logger } from "./logger.ts";
+import { Logger } from "../console/logger.ts";
 import { Quarantine } from "./quarantine.ts";
 import {
   DARWIN_RULES,

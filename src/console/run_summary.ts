@@ -3,9 +3,9 @@
  *
  * @module
  */
-import type { DownloadStatus } from "./downloader.ts";
-import type { PartitionLag } from "./drain.ts";
-import { writeStateFile } from "./state_file.ts";
+import type { DownloadStatus } from "../kafka/downloader.ts";
+import type { PartitionLag } from "../kafka/drain.ts";
+import { writeStateFile } from "../store/state_file.ts";
 
 /** What ended the run. */
 export type StopReason = "drained" | "quit" | "Ctrl-C" | "SIGTERM" | "error" | string;

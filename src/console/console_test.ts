@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { checkReport, parseCommand, readCommands, shutdownSummary } from "./console.ts";
-import type { DownloadStatus } from "./downloader.ts";
+import type { DownloadStatus } from "../kafka/downloader.ts";
 
 Deno.test("commands are whole lines, case-insensitive; anything else is ignored", () => {
   for (const line of ["c", "C", "check", " CHECK \r"]) assert.equal(parseCommand(line), "check");

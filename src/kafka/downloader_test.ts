@@ -17,12 +17,18 @@ import type {
   Kafka,
   KafkaMessage,
 } from "kafkajs";
-import { bytesEqual, type DataFileChunk, encodeChunk, fileKey, sha512 } from "./chunk_codec.ts";
-import { chunksOfFile } from "./chunk_producer.ts";
+import {
+  bytesEqual,
+  type DataFileChunk,
+  encodeChunk,
+  fileKey,
+  sha512,
+} from "../wire/chunk_codec.ts";
+import { chunksOfFile } from "../wire/chunk_producer.ts";
 import { Downloader } from "./downloader.ts";
-import { Logger } from "./logger.ts";
-import { STATE_DIR_NAME } from "./safe_path.ts";
-import type { CrashHook } from "./state_file.ts";
+import { Logger } from "../console/logger.ts";
+import { STATE_DIR_NAME } from "../store/safe_path.ts";
+import type { CrashHook } from "../store/state_file.ts";
 
 const TOPIC = "chunks";
 const CHUNK_SIZE = 1024;

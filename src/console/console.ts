@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type DownloadStatus, RECENT_FILES } from "./downloader.ts";
+import { type DownloadStatus, RECENT_FILES } from "../kafka/downloader.ts";
 import { formatTime } from "./logger.ts";
 
 /** A console command. */

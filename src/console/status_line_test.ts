@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { DownloadStatus } from "./downloader.ts";
+import type { DownloadStatus } from "../kafka/downloader.ts";
 import { CLEAR_LINE, type StatusFacts, StatusLine, statusText } from "./status_line.ts";
 
 const status: DownloadStatus = {

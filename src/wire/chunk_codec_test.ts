@@ -12,7 +12,7 @@ import {
   toHex,
 } from "./chunk_codec.ts";
 
-const VECTORS = new URL("../../shared/vectors/", import.meta.url);
+const VECTORS = new URL("../../../shared/vectors/", import.meta.url);
 const FILE_HASH =
   "26ac1a0112685d30bf9c7aee921d88378e0f7c1591ab50e98f762a73bb9e420fe0c1a4db1c22422427fd08fe288c980f1fe7634ede5214dea73b772bca423477";
 const NAME = "1a0ceb89-b5f0-45dc-9c12-63d3020e2217.dat";

@@ -28,17 +28,17 @@ import {
   fileKey,
   isPerChunkKey,
   verifyChunkHash,
-} from "./chunk_codec.ts";
-import { parseOversizeMarker } from "./compression.ts";
+} from "../wire/chunk_codec.ts";
+import { parseOversizeMarker } from "../wire/compression.ts";
 import { handledMetadata } from "./drain.ts";
-import { BadChunkError, FileAssembler, type InProgressLimits } from "./file_assembler.ts";
-import { isPathError } from "./io_errors.ts";
+import { BadChunkError, FileAssembler, type InProgressLimits } from "../store/file_assembler.ts";
+import { isPathError } from "../store/io_errors.ts";
 import { isolateConsumerOffsets, joinedText } from "./group_membership.ts";
-import type { Logger } from "./logger.ts";
-import { pythonMatch } from "./python_regex.ts";
-import { Quarantine } from "./quarantine.ts";
-import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "./safe_path.ts";
-import type { CrashHook } from "./state_file.ts";
+import type { Logger } from "../console/logger.ts";
+import { pythonMatch } from "../config/python_regex.ts";
+import { Quarantine } from "../store/quarantine.ts";
+import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "../store/safe_path.ts";
+import type { CrashHook } from "../store/state_file.ts";
 
 /** Partitions one consumer handles at once (kafkajs `partitionsConsumedConcurrently`). */
 const PARTITIONS_IN_FLIGHT = 4;

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import type { DownloaderHealth, DownloadStatus } from "./downloader.ts";
-import type { PartitionLag } from "./drain.ts";
+import type { DownloaderHealth, DownloadStatus } from "../kafka/downloader.ts";
+import type { PartitionLag } from "../kafka/drain.ts";
 
 /** Everything the endpoint reports, taken when it is scraped. */
 export interface MetricsSnapshot {

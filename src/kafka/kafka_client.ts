@@ -5,8 +5,8 @@
  * @module
  */
 import { Kafka, type KafkaConfig, logLevel } from "kafkajs";
-import { registerCodecs } from "./compression.ts";
-import type { Logger } from "./logger.ts";
+import { registerCodecs } from "../wire/compression.ts";
+import type { Logger } from "../console/logger.ts";
 
 /** Seconds during which the same client message is not repeated. */
 const REPEAT_SECONDS = 30;

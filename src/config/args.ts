@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { Level } from "./logger.ts";
+import { Level } from "../console/logger.ts";
 import { compilePythonRegex } from "./python_regex.ts";
 
 /** The program's name, as users type it. */

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { copyBytes, toHex } from "./chunk_codec.ts";
+import { copyBytes, toHex } from "../wire/chunk_codec.ts";
 import type { KnownGeneration } from "./generation.ts";
 import { appendLines } from "./journal.ts";
 import { writeStateFile } from "./state_file.ts";

@@ -30,7 +30,7 @@
  *
  * @module
  */
-import { bytesEqual } from "./chunk_codec.ts";
+import { bytesEqual } from "../wire/chunk_codec.ts";
 
 /** What identifies a generation's content and layout. */
 export interface Generation {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { DownloadStatus } from "./downloader.ts";
+import type { DownloadStatus } from "../kafka/downloader.ts";
 
 /** What the line shows. */
 export interface StatusFacts {

@@ -19,10 +19,10 @@ import {
   type Kafka,
   type Producer,
 } from "kafkajs";
-import { decodeChunkFields, fileKey } from "./chunk_codec.ts";
+import { decodeChunkFields, fileKey } from "../wire/chunk_codec.ts";
 import { isolateConsumerOffsets, joinedText } from "./group_membership.ts";
-import type { Logger } from "./logger.ts";
-import type { CrashHook } from "./state_file.ts";
+import type { Logger } from "../console/logger.ts";
+import type { CrashHook } from "../store/state_file.ts";
 
 /**
  * How long a transaction may stay open before the broker aborts it. A re-keyer that dies with a

@@ -5,7 +5,7 @@
  * a kafkajs RecordBatch encode/decode through the registered codecs, and an
  * informational decompression throughput measurement.
  *
- * Run: deno test --allow-read src/compression_test.ts
+ * Run: deno test --allow-read src/wire/compression_test.ts
  */
 
 import assert from "node:assert/strict";
@@ -40,9 +40,9 @@ import {
   zstdCompress,
   zstdDecompress,
 } from "./compression.ts";
-import { ZSTD_BLOCK, zstdStreamFrame } from "../tests/_zstd_stream.ts";
+import { ZSTD_BLOCK, zstdStreamFrame } from "../../tests/_zstd_stream.ts";
 
-const FIXTURE_DIR = new URL("../tests/fixtures/compression/", import.meta.url);
+const FIXTURE_DIR = new URL("../../tests/fixtures/compression/", import.meta.url);
 
 // ---------------------------------------------------------------------------
 // Deterministic inputs (mirror make_fixtures.py exactly)
