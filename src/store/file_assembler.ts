@@ -292,8 +292,6 @@ export class FileAssembler {
   #safeDirs = new Set<string>();
   #givenUp = 0;
   #flushing: Promise<void> = Promise.resolve();
-  /** The flush that waits for the running one, shared by everyone who asks meanwhile. */
-  #nextFlush: Promise<void> | null = null;
 
   constructor(options: FileAssemblerOptions) {
     this.#outputDir = options.outputDir;
@@ -1097,16 +1095,8 @@ export class FileAssembler {
    */
   flush(): Promise<void> {
     // One at a time: a flush returns only when everything written before it is durable, including
-    // what a concurrent flush had taken over (folders to sync, completed records). Callers that
-    // arrive while one runs share the next one (a group commit): it starts after all of them, so it
-    // covers what each wrote, and n consumers finishing their batches together cost two rounds of
-    // syncs, not n.
-    if (this.#nextFlush) return this.#nextFlush;
-    const next = this.#flushing.then(() => {
-      this.#nextFlush = null; // later callers may have written after this one took its snapshot
-      return this.#flushOnce();
-    });
-    this.#nextFlush = next;
+    // what a concurrent flush had taken over (folders to sync, completed records).
+    const next = this.#flushing.then(() => this.#flushOnce(), () => this.#flushOnce());
     this.#flushing = next.catch(() => {});
     return next;
   }

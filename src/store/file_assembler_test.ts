@@ -212,24 +212,6 @@ Deno.test("a whole-file hash mismatch goes to the quarantine, never under the fi
   await assembler.close();
 });
 
-Deno.test("flushes asked for together share one, which covers what was written before each was asked for", async () => {
-  await using t = await setup();
-  const { assembler, reopen } = t;
-  const chunks = makeChunks(random(200_000, 11), 16384);
-  for (const c of chunks.slice(0, 3)) await add(assembler, c);
-  const first = assembler.flush();
-  await add(assembler, chunks[3]!); // the first flush took its snapshot meanwhile
-  await add(assembler, chunks[4]!);
-  const second = assembler.flush(); // both wait for the first, then share one flush
-  const third = assembler.flush();
-  assert.notEqual(first, second);
-  assert.equal(second, third);
-  await Promise.all([first, second, third]);
-  // The process "dies" here: everything written before the last flush call is durable.
-  const after = await reopen();
-  assert.deepEqual(after.status().inProgress.map((f) => f.chunks), [5]);
-});
-
 Deno.test("after a crash, flushed chunks are resumed from the journal and the file completes", async () => {
   await using t = await setup();
   const { dir, assembler, reopen } = t;
