@@ -18,20 +18,18 @@
 export type OpenFlags = "r+" | "w+";
 
 /**
- * Opens an existing file synchronously: a metadata call of microseconds, cheaper than the
- * asynchronous call's hop to a blocking thread and back (many small files).
- *
- * Creates a file from a blocking thread: allocating an inode can take the file system hundreds of
- * microseconds (ext4 walks past recently freed inodes), time the event loop would otherwise spend
- * in the kernel. Paired runs of 20,000 one-chunk files: 5.6-11.9 s (median 8.2) against 6.9-13.8 s
- * (median 12.3) when created synchronously, the main thread's kernel time 1.4-1.8 s against 4-10 s.
+ * Opens synchronously: an open is a metadata call of microseconds, and the asynchronous call's
+ * hop to a blocking thread and back costs the event loop more than the call itself (many small
+ * files).
  */
 function open(path: string, flags: OpenFlags): Promise<Deno.FsFile> {
-  if (flags === "w+") {
-    return Deno.open(path, { read: true, write: true, create: true, truncate: true });
-  }
   try {
-    return Promise.resolve(Deno.openSync(path, { read: true, write: true }));
+    return Promise.resolve(Deno.openSync(
+      path,
+      flags === "w+"
+        ? { read: true, write: true, create: true, truncate: true }
+        : { read: true, write: true },
+    ));
   } catch (error) {
     return Promise.reject(error);
   }
@@ -115,8 +113,7 @@ export class HandlePool {
 
   /**
    * Runs `task` with the handle of `key` (opening `path` with `flags` when it has none: `"w+"`
-   * creates a fresh file, `"r+"` opens an existing one). A `"w+"` use truncates the file: the
-   * caller makes sure that nothing else uses `key` until it returns.
+   * creates a fresh file, `"r+"` opens an existing one).
    */
   async use<T>(
     key: string,
