@@ -192,7 +192,8 @@ export class Downloader {
   /** Partitions where a record keyed per chunk was seen: no safe offsets there. */
   readonly #perChunkPartitions = new Set<number>();
   #splitCheck: ReturnType<typeof setTimeout> | undefined;
-  #splitCheckMs = SPLIT_CHECK_MS + DEFAULT_SESSION_TIMEOUT_MS;
+  /** The group's session timeout: how long a dead member keeps its partitions. */
+  readonly #sessionTimeoutMs: number;
   /** The warning about a topic split between processes, while it holds. */
   #splitWarning: string | null = null;
   /** Consumers in the group (joined and not crashed for good), and the last commit's time. */
@@ -202,6 +203,7 @@ export class Downloader {
 
   constructor(options: DownloaderOptions) {
     this.#o = options;
+    this.#sessionTimeoutMs = options.consumerConfig?.sessionTimeout ?? DEFAULT_SESSION_TIMEOUT_MS;
     // kafkajs shares committed offsets among a client's consumers; see isolateConsumerOffsets.
     isolateConsumerOffsets(options.kafka);
     this.#logger = options.logger;
@@ -293,7 +295,6 @@ export class Downloader {
       groupId: this.#o.groupId,
       allowAutoTopicCreation: false,
     };
-    this.#splitCheckMs = SPLIT_CHECK_MS + (config.sessionTimeout ?? DEFAULT_SESSION_TIMEOUT_MS);
     const joins: Promise<void>[] = [];
     for (let i = 0; i < this.#o.consumers && !this.#stopping; i++) {
       const consumer = this.#o.kafka.consumer(config);
@@ -337,16 +338,16 @@ export class Downloader {
       });
       // The consumers join together: one after the other, each join would make the others stop
       // and rejoin (a rebalance per consumer, with files moving between them).
-      joins.push(this.#join(consumer, i, config.sessionTimeout));
+      joins.push(this.#join(consumer, i));
     }
     await Promise.all(joins);
   }
 
   /** Runs `consumer` (the `i`-th), which joins the group; resolves once it has joined. */
-  async #join(consumer: Consumer, i: number, sessionTimeout: number | undefined): Promise<void> {
+  async #join(consumer: Consumer, i: number): Promise<void> {
     // Joining can take up to a session timeout (a group whose members died with an earlier run
     // waits for them): say so rather than sit silent.
-    const sessionSeconds = Math.round((sessionTimeout ?? DEFAULT_SESSION_TIMEOUT_MS) / 1000);
+    const sessionSeconds = Math.round(this.#sessionTimeoutMs / 1000);
     const joinStart = Date.now();
     const slowJoin = setTimeout(() => {
       this.#logger.info(
@@ -758,7 +759,10 @@ export class Downloader {
    */
   #scheduleSplitCheck(): void {
     clearTimeout(this.#splitCheck);
-    this.#splitCheck = setTimeout(() => this.#checkSplit(), this.#splitCheckMs);
+    this.#splitCheck = setTimeout(
+      () => this.#checkSplit(),
+      this.#sessionTimeoutMs + SPLIT_CHECK_MS,
+    );
   }
 
   #checkSplit(): void {
