@@ -40,6 +40,9 @@ import { Quarantine } from "../store/quarantine.ts";
 import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "../store/safe_path.ts";
 import type { CrashHook } from "../store/state_file.ts";
 
+/** Bytes fetched per partition at most (kafkajs `maxBytesPerPartition`): 3 MiB and 16 KiB. */
+const FETCH_BYTES_PER_PARTITION = 3 * 1024 * 1024 + 16 * 1024;
+
 /** Partitions one consumer handles at once (kafkajs `partitionsConsumedConcurrently`). */
 const PARTITIONS_IN_FLIGHT = 4;
 
@@ -284,7 +287,11 @@ export class Downloader {
     if (this.#stopping) return;
     const config: ConsumerConfig = {
       // Fetch sizes bound memory: with two consumers, a 4 GiB file is rebuilt in well under 256 MB.
-      maxBytesPerPartition: 2 * 1024 * 1024,
+      // The broker cuts a fetch at this many bytes, through a record batch if it must (the partial
+      // batch is dropped and fetched again). OpenMSIStream's default 512 KiB chunks arrive one per
+      // batch of about 524.6 KB: six fit here with room for long paths; at exactly 2 MiB, three
+      // did and most of a fourth was sent for nothing.
+      maxBytesPerPartition: FETCH_BYTES_PER_PARTITION,
       maxBytes: 8 * 1024 * 1024,
       // librdkafka's fetch.wait.max.ms default; also bounds how long a shutdown waits for a fetch.
       maxWaitTimeInMs: 500,
