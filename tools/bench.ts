@@ -10,7 +10,7 @@
  * 2. it is produced to a new 4-partition topic by OpenMSIStream 1.8.8's own uploader classes on
  *    librdkafka (tools/bench/produce.py in the venv of tools/openmsistream_venv.ts: its shipped
  *    `batch.size = 2000000`, `linger.ms = 100`, `compression.type = lz4`, one message per chunk
- *    with the uploader's key), then the tree is deleted;
+ *    with the uploader's key), then the tree is deleted (see 3 for trees of many files);
  * 3. `--runs` times, each tool reads the whole topic with a fresh consumer group (and a fresh
  *    output folder): this program with `--n_threads 2` and `4`, OpenMSIStream's
  *    `DataFileDownloadDirectory --n_threads 2`, Kafka's `ConsumerPerformance` (the `kafka-tools`
@@ -18,7 +18,10 @@
  *    bare kafkajs group that only counts records. Time runs from starting the process to its last
  *    file published (to its exit for ConsumerPerformance, to the last record for the kafkajs
  *    group); peak RSS is the process's VmHWM. Every rebuilt tree is checked against the source's
- *    SHA-512s, then deleted;
+ *    SHA-512s, then deleted; a tree of 1,000 files or more (W3) is deleted only after the workload's
+ *    last run, with the source tree: ext4 without a journal (this machine's file system) skips
+ *    inodes freed in the last 60-300 s when it allocates new ones, and deleting 20,000 files just
+ *    before a run made that run's file creations take seconds longer, whichever tool it was;
  * 4. the topic and the consumer groups are deleted.
  *
  * Then one table: medians, MB/s, files/s, peak RSS and the ratios ours/OpenMSIStream and
@@ -85,6 +88,9 @@ Smoke run: deno task bench --w1-mib 64 --w2-mib 16 --w3-files 500 --w4-mib 128 -
 Uses the broker at KAFKA_BOOTSTRAP_SERVERS, or starts one for the run.`;
 
 const say = (line: string) => console.log(line);
+
+/** Trees of at least this many files are deleted after their workload's last run (module doc, 3). */
+const MANY_FILES = 1000;
 
 interface Options {
   only: WorkloadId[];
@@ -390,7 +396,9 @@ async function main(): Promise<number> {
       `  produced ${nRecords} records in ${produceSeconds.toFixed(1)} s ` +
         `(per partition: ${offsets.map((p) => p.high).join(", ")})`,
     );
-    await Deno.remove(src, { recursive: true });
+    // Removed with the workload's folder after its last run when it has many files (see above).
+    const removeLater = nFiles >= MANY_FILES;
+    if (!removeLater) await Deno.remove(src, { recursive: true });
     facts.push({ id, bytes, files: nFiles });
 
     const timeoutSeconds = options.timeout ?? Math.round(120 + bytes / 4e6 + nFiles / 40);
@@ -476,7 +484,7 @@ async function main(): Promise<number> {
           record.problem = e instanceof RunFailed ? e.message : firstLine(e);
           say(`    FAILED: ${record.problem.split("\n").join("\n      ")}`);
         } finally {
-          for (const dir of outDirsOf(tool, outDir)) {
+          for (const dir of removeLater ? [] : outDirsOf(tool, outDir)) {
             await Deno.remove(dir, { recursive: true }).catch(() => {});
           }
         }
