@@ -167,8 +167,10 @@ export class Downloader {
   #stopping = false;
   #starting: Promise<void> | undefined;
   #lock: Deno.FsFile | undefined;
-  /** Batches being handled now, and who waits for them to finish. */
+  /** Batches being handled and commits being made now, and who waits for them to finish. */
   #active = 0;
+  /** Per partition: its latest flush and commit, still running after its batch returned. */
+  readonly #commits = new Map<number, Promise<void>>();
   #drained: (() => void) | undefined;
   /** Wakes every retry that is waiting (see #sleep). */
   readonly #sleepers = new Set<() => void>();
@@ -463,9 +465,13 @@ export class Downloader {
     // lock is taken in the order the records start). Offsets are resolved, flushed and committed
     // up to the first record not yet handled, never past it.
     // A heartbeat that reports a rebalance must not abandon the batch: what was handled is still
-    // flushed and committed (the group accepts commits of the current generation while it
-    // rebalances), so that the partition's next owner starts after it.
-    const keepAlive = () => heartbeat().catch(() => {});
+    // flushed and committed before the batch returns (the group accepts commits of the current
+    // generation while it rebalances), so that the partition's next owner starts after it.
+    let rebalancing = false;
+    const keepAlive = () =>
+      heartbeat().catch(() => {
+        rebalancing = true;
+      });
     const handled = new Array<boolean>(messages.length).fill(false);
     const running = new Set<Promise<void>>();
     let resolved = 0;
@@ -514,30 +520,68 @@ export class Downloader {
       ? batch.lastOffset()
       : messages[resolved - 1]!.offset;
     if (last === undefined) return;
-    // Committed before the batch returns: a rebalance waits for the batches in flight, so the
-    // next owner of the partition starts after what was handled here.
     const next = BigInt(last) + 1n;
     const offset = this.#safeOffset(batch.partition, next);
-    await this.#flushAndCommit(consumer, batch.topic, batch.partition, offset, next, heartbeat);
+    // The flush and commit run while kafkajs fetches the partition's next records (it fetches
+    // only once a batch has returned). The partition's previous ones finish first: one at a time
+    // per partition, so its commits stay in order (a failed one was logged; the flush here covers
+    // its records too: a flush syncs everything written before it). A stop waits for them; a
+    // rebalance seen by a heartbeat, or kafkajs stopping, waits here, so that the next owner of
+    // the partition starts after what was handled.
+    await this.#commits.get(batch.partition)?.catch(() => {});
+    const committed = this.#commitInBackground(
+      batch.partition,
+      () => this.#flushAndCommit(consumer, batch.topic, batch.partition, offset, next, heartbeat),
+    );
+    if (rebalancing || !isRunning() || isStale() || this.#stopping) await committed;
+  }
+
+  /**
+   * Runs `commit` after the partition's commit in progress, without waiting for it. It counts as
+   * activity (a stop waits for it); its failure is logged here, and rejects the returned promise.
+   */
+  #commitInBackground(partition: number, commit: () => Promise<void>): Promise<void> {
+    this.#active++;
+    const previous = this.#commits.get(partition)?.catch(() => {}) ?? Promise.resolve();
+    const done: Promise<void> = previous.then(commit).finally(() => {
+      if (this.#commits.get(partition) === done) this.#commits.delete(partition);
+      if (--this.#active === 0) this.#drained?.();
+    });
+    this.#commits.set(partition, done);
+    done.catch((error) =>
+      this.#logger.error(
+        `Cannot sync and commit what was read from partition ${partition}: ${
+          error instanceof Error ? error.message : error
+        }; it is committed with the partition's next batch, whose sync covers it`,
+      )
+    );
+    return done;
   }
 
   /** Commits past a fetch whose records were all filtered out (markers, aborted records). */
   #commitFiltered(consumer: Consumer, partition: number, lastOffset: string): void {
     if (this.#stopping) return;
-    this.#active++;
     const next = BigInt(lastOffset) + 1n;
     const offset = this.#safeOffset(partition, next);
-    this.#flushAndCommit(consumer, this.#o.topic, partition, offset, next, () => Promise.resolve())
-      .catch((error) =>
-        this.#logger.warning(
-          `Cannot commit partition ${partition} past its transaction markers and aborted records (to offset ${offset}): the rebuilt data could not be synced first (${
-            error instanceof Error ? error.message : error
-          }); they will be read and skipped again`,
+    this.#commitInBackground(
+      partition,
+      () =>
+        this.#flushAndCommit(
+          consumer,
+          this.#o.topic,
+          partition,
+          offset,
+          next,
+          () => Promise.resolve(),
         )
-      )
-      .finally(() => {
-        if (--this.#active === 0) this.#drained?.();
-      });
+          .catch((error) =>
+            this.#logger.warning(
+              `Cannot commit partition ${partition} past its transaction markers and aborted records (to offset ${offset}): the rebuilt data could not be synced first (${
+                error instanceof Error ? error.message : error
+              }); they will be read and skipped again`,
+            )
+          ),
+    ).catch(() => {});
   }
 
   /**
@@ -819,6 +863,8 @@ export class Downloader {
    * new owner reads them again from their first record (the offsets committed here never passed it).
    */
   async #releaseMovedFiles(held: Set<number>): Promise<void> {
+    // Commits still running first: they land before the files they cover are given up.
+    await Promise.allSettled([...this.#commits.values()]);
     for (const [partition, firsts] of [...this.#firstOffsets]) {
       if (held.has(partition)) continue;
       this.#firstOffsets.delete(partition);
@@ -853,6 +899,14 @@ export class Downloader {
       this.#rejected.delete(this.#rejected.keys().next().value!);
     }
     this.#rejected.set(path, reason);
+  }
+
+  /**
+   * Resolves once the flushes and commits of the batches handled so far are over (they run after
+   * their batch returns, while the next records are fetched).
+   */
+  async settled(): Promise<void> {
+    while (this.#commits.size > 0) await Promise.allSettled([...this.#commits.values()]);
   }
 
   /** Stops the consumers (each finishes and commits its current batch), then syncs and closes files. */

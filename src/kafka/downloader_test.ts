@@ -489,7 +489,9 @@ Deno.test("the consumer is run with manual commits only, and a batch is committe
 
   const { chunks } = await t.source("a.dat", random(2 * CHUNK_SIZE + 10, 1));
   await consumer.deliver(3, records(40, chunks.slice(0, 2)));
+  await t.downloader.settled();
   await consumer.deliver(3, records(42, chunks.slice(2)));
+  await t.downloader.settled();
   assert.deepEqual(t.kafka.commits, [
     { consumer: 0, topic: TOPIC, partition: 3, offset: "42" },
     { consumer: 0, topic: TOPIC, partition: 3, offset: "43" },
@@ -529,14 +531,65 @@ Deno.test("every committed offset covers only chunks already synced to the journ
 
   const all = records(0, chunks);
   await consumer.deliver(0, all.slice(0, 2));
+  await t.downloader.settled();
   await consumer.deliver(0, all.slice(2, 3));
+  await t.downloader.settled();
   await consumer.deliver(0, all.slice(3));
+  await t.downloader.settled();
   // A written chunk is not journaled until its batch is flushed: the journal then holds only the
   // chunks of earlier batches, so the check at commit time would catch a commit before the flush.
   assert.deepEqual(journaledAtWrite, [0, 0, 2, 3, 3]);
   assert.deepEqual(checked, ["2", "3", "5"]);
   assert.deepEqual(t.kafka.commits.map((c) => c.offset), ["2", "3", "5"]);
   assert.deepEqual(await Deno.readFile(join(t.out, "run/a.dat")), bytes);
+});
+
+Deno.test("a batch is synced and committed while the partition's next batch is handled; commits stay in order and a stop waits for them", async () => {
+  // Resolves when the given number of chunks have been written.
+  let written = 0;
+  const waiters: { n: number; resolve: () => void }[] = [];
+  await using t = await setup({
+    crashHook: (point) => {
+      if (point !== "after-data-write") return;
+      written++;
+      for (const w of waiters.filter((w) => w.n <= written)) w.resolve();
+    },
+  });
+  const writtenAtLeast = (n: number) =>
+    n <= written ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve }));
+  const consumer = t.kafka.consumers[0]!;
+  const bytes = random(4 * CHUNK_SIZE + 512, 12);
+  const { chunks } = await t.source("overlap/a.dat", bytes);
+  const all = records(0, chunks);
+  const events: string[] = [];
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  t.kafka.onCommit = async ({ offset }) => {
+    if (offset === "2") await held;
+    for (const chunk of chunks.slice(0, Number(offset))) {
+      await assertDurable(t.out, chunk, `commit of offset ${offset}`);
+    }
+    events.push(`commit ${offset}`);
+  };
+  // The first batch returns before its commit is over (it is held here)...
+  await consumer.deliver(0, all.slice(0, 2));
+  assert.equal(t.kafka.commits.length, 0);
+  // ...and the partition's next batch is handled meanwhile: its chunks are written, then it waits
+  // for the first commit before its own.
+  const second = consumer.deliver(0, all.slice(2, 4));
+  await writtenAtLeast(4);
+  events.push("4 chunks written");
+  assert.equal(t.kafka.commits.length, 0);
+  release();
+  await second;
+  await t.downloader.settled();
+  assert.deepEqual(events, ["4 chunks written", "commit 2", "commit 4"]);
+  assert.deepEqual(t.kafka.commits.map((c) => c.offset), ["2", "4"]);
+  // The last batch's commit is still running when the stop begins: the stop waits for it.
+  await consumer.deliver(0, all.slice(4));
+  await t.downloader.stop();
+  assert.deepEqual(t.kafka.commits.map((c) => c.offset), ["2", "4", "5"]);
+  assert.deepEqual(await Deno.readFile(join(t.out, "overlap/a.dat")), bytes);
 });
 
 Deno.test("with two consumers on two partitions, each commit covers only chunks already on disk", async () => {
@@ -564,11 +617,15 @@ Deno.test("with two consumers on two partitions, each commit covers only chunks 
   await Promise.all([
     (async () => {
       await c0.deliver(0, p0.slice(0, 2));
+      await t.downloader.settled();
       await c0.deliver(0, p0.slice(2));
+      await t.downloader.settled();
     })(),
     (async () => {
       await c1.deliver(1, p1.slice(0, 1));
+      await t.downloader.settled();
       await c1.deliver(1, p1.slice(1));
+      await t.downloader.settled();
     })(),
   ]);
   const byPartition = (p: number) =>
@@ -598,8 +655,10 @@ Deno.test("a file whose chunks all arrive, out of order and some twice, is publi
   const final = join(t.out, "run 7/ü data/file.raw");
 
   await consumer.deliver(0, records(0, order.slice(0, 5)));
+  await t.downloader.settled();
   await assert.rejects(Deno.stat(final), Deno.errors.NotFound, "published before it was whole");
   await consumer.deliver(0, records(5, order.slice(5)));
+  await t.downloader.settled();
 
   const published = await Deno.readFile(final);
   assert.equal(published.length, bytes.length);
@@ -660,6 +719,7 @@ Deno.test("garbage, a tombstone, a corrupt chunk, a hostile path and a chunk its
     ...records(5, [g1, g2, g3]),
   ];
   await consumer.deliver(0, batch);
+  await t.downloader.settled();
 
   assert.deepEqual(t.kafka.commits.map((c) => [c.partition, c.offset]), [[0, "8"]]);
   assert.deepEqual(await Deno.readFile(join(t.out, "good.dat")), bytes);
@@ -730,6 +790,7 @@ Deno.test("a full disk while a chunk is written is retried until it clears, and 
     }
   };
   await consumer.deliver(0, records(0, chunks));
+  await t.downloader.settled();
 
   const retries = t.lines.filter((l) =>
     /ERROR: Cannot write chunk \d of "full\.dat": ENOSPC: no space left on device, write\. Writing is stopped and nothing more is committed until this is fixed; retrying in 0\.05 s$/
@@ -768,6 +829,7 @@ Deno.test("a full disk while syncing holds the commit back until the sync succee
   const all = records(0, chunks);
   // Two of three chunks: the batch's flush writes the file's description, which fails three times.
   await consumer.deliver(0, all.slice(0, 2));
+  await t.downloader.settled();
   assert.equal(
     t.lines.filter((l) =>
       l.includes("ERROR: Cannot sync the rebuilt data to disk: ENOSPC: no space left on device")
@@ -777,6 +839,7 @@ Deno.test("a full disk while syncing holds the commit back until the sync succee
   );
   assert.deepEqual(t.kafka.commits.map((c) => c.offset), ["2"]);
   await consumer.deliver(0, all.slice(2));
+  await t.downloader.settled();
   assert.deepEqual(t.kafka.commits.map((c) => c.offset), ["2", "3"]);
   assert.deepEqual(await Deno.readFile(join(t.out, "sync.dat")), bytes);
   assert.equal((await quarantinedRecords(t.out)).size, 0);
@@ -847,6 +910,7 @@ Deno.test("a partition that moves away gives up its files in progress at the joi
     1,
     records(7, chunks.slice(0, 2)).map((r) => ({ ...r, key: Buffer.from(key) })),
   );
+  await t.downloader.settled();
   assert.deepEqual(t.kafka.commits.map((c) => c.offset), ["7"]);
   assert.ok(
     (await Array.fromAsync(Deno.readDir(join(t.out, STATE_DIR_NAME, "partial")))).length > 0,
@@ -855,6 +919,7 @@ Deno.test("a partition that moves away gives up its files in progress at the joi
   // drain ending soon after does not count it as incomplete here.
   join0([0]);
   await consumer.deliver(0, []);
+  await t.downloader.settled();
   assert.deepEqual(await Array.fromAsync(Deno.readDir(join(t.out, STATE_DIR_NAME, "partial"))), []);
   assert.ok(
     t.lines.some((l) =>
