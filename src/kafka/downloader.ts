@@ -40,14 +40,17 @@ import { Quarantine } from "../store/quarantine.ts";
 import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "../store/safe_path.ts";
 import type { CrashHook } from "../store/state_file.ts";
 
-/** Bytes fetched per partition at most (kafkajs `maxBytesPerPartition`): 3 MiB and 16 KiB. */
-const FETCH_BYTES_PER_PARTITION = 3 * 1024 * 1024 + 16 * 1024;
+/** Bytes fetched per partition at most (kafkajs `maxBytesPerPartition`): 2 MiB and 16 KiB. */
+const FETCH_BYTES_PER_PARTITION = 2 * 1024 * 1024 + 16 * 1024;
 
 /** Partitions one consumer handles at once (kafkajs `partitionsConsumedConcurrently`). */
 const PARTITIONS_IN_FLIGHT = 4;
 
 /** Records of one batch handled at once (different files' disk work overlaps). */
 const RECORDS_IN_FLIGHT = 32;
+
+/** How often a batch that waits for a commit sends a heartbeat (kafkajs `heartbeatInterval` here). */
+const HEARTBEAT_MS = 500;
 
 /** How many completed files the status remembers. */
 export const RECENT_FILES = 50;
@@ -291,15 +294,16 @@ export class Downloader {
       // Fetch sizes bound memory: with two consumers, a 4 GiB file is rebuilt in well under 256 MB.
       // The broker cuts a fetch at this many bytes, through a record batch if it must (the partial
       // batch is dropped and fetched again). OpenMSIStream's default 512 KiB chunks arrive one per
-      // batch of about 524.6 KB: six fit here with room for long paths; at exactly 2 MiB, three
-      // did and most of a fourth was sent for nothing.
+      // batch of about 524.6 KB: four fit here with room for long paths; at exactly 2 MiB, three
+      // did and most of a fourth was sent for nothing. Larger fetches were faster still for big
+      // chunks, but took many small files (W3 in BENCHMARKS.md) past 256 MB.
       maxBytesPerPartition: FETCH_BYTES_PER_PARTITION,
       maxBytes: 8 * 1024 * 1024,
       // librdkafka's fetch.wait.max.ms default; also bounds how long a shutdown waits for a fetch.
       maxWaitTimeInMs: 500,
       // kafkajs's 3 s default makes a member wait that long to learn of a rebalance (another
       // consumer joining): a heartbeat is a small request.
-      heartbeatInterval: 500,
+      heartbeatInterval: HEARTBEAT_MS,
       ...this.#o.consumerConfig,
       groupId: this.#o.groupId,
       allowAutoTopicCreation: false,
@@ -528,12 +532,52 @@ export class Downloader {
     // its records too: a flush syncs everything written before it). A stop waits for them; a
     // rebalance seen by a heartbeat, or kafkajs stopping, waits here, so that the next owner of
     // the partition starts after what was handled.
-    await this.#commits.get(batch.partition)?.catch(() => {});
-    const committed = this.#commitInBackground(
-      batch.partition,
-      () => this.#flushAndCommit(consumer, batch.topic, batch.partition, offset, next, heartbeat),
+    // This batch sends the heartbeats while it waits (a commit may be waiting out a full disk).
+    const previous = this.#commits.get(batch.partition);
+    if (previous) await this.#heartbeatingUntil(previous.catch(() => {}), keepAlive);
+    const committed = this.#commitLater(consumer, batch.topic, batch.partition, offset, next);
+    if (rebalancing || !isRunning() || isStale() || this.#stopping) {
+      await this.#heartbeatingUntil(committed, keepAlive);
+    }
+  }
+
+  /**
+   * Flushes and commits in the background (see `#commitInBackground`). Built
+   * here, not in the batch's scope: what the commit holds on to must not keep the batch's records
+   * in memory while the next ones are fetched.
+   */
+  #commitLater(
+    consumer: Consumer,
+    topic: string,
+    partition: number,
+    safe: bigint,
+    handled: bigint,
+  ): Promise<void> {
+    return this.#commitInBackground(
+      partition,
+      () =>
+        this.#flushAndCommit(consumer, topic, partition, safe, handled, () => Promise.resolve()),
     );
-    if (rebalancing || !isRunning() || isStale() || this.#stopping) await committed;
+  }
+
+  /** Waits for `task`, calling `keepAlive` every `HEARTBEAT_MS` meanwhile; settles as `task` does. */
+  async #heartbeatingUntil(task: Promise<void>, keepAlive: () => Promise<void>): Promise<void> {
+    let done = false;
+    const over = task.then(() => {
+      done = true;
+    }, () => {
+      done = true;
+    });
+    while (!done) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        over,
+        new Promise((resolve) => (timer = setTimeout(resolve, HEARTBEAT_MS))),
+      ]);
+      clearTimeout(timer);
+      if (!done) await keepAlive();
+    }
+    return await task;
   }
 
   /**
