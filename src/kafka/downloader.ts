@@ -7,7 +7,8 @@
  * failing its chunk hash, a tombstone, absurd fields, a hostile path) is logged with its topic,
  * partition and offset, kept in the quarantine, and skipped. After each batch the written data is
  * synced ({@linkcode FileAssembler.flush}) and only then is the batch's offset committed, so every
- * committed chunk is on disk. A full disk (or another transient I/O error) stops the writing with
+ * committed chunk is on disk; that sync and commit run while the partition's next batch is fetched
+ * and handled, one at a time per partition. A full disk (or another transient I/O error) stops the writing with
  * a clear error and retries; nothing past the failed chunk is committed meanwhile.
  *
  * @module
