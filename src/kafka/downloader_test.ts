@@ -499,6 +499,27 @@ Deno.test("the consumer is run with manual commits only, and a batch is committe
   assert.deepEqual(consumer.resolved, ["40", "41", "42"]);
 });
 
+Deno.test("a fetch holds four OpenMSIStream 512 KiB chunks whole, with long paths, where 2 MiB cut the fourth", async () => {
+  await using t = await setup();
+  const limit = t.kafka.consumers[0]!.config.maxBytesPerPartition;
+  assert.ok(limit !== undefined);
+  // librdkafka sends such a chunk as a record batch of its own: the batch header (61 bytes), the
+  // record's own fields (at most 32 bytes of varints and flags), its key and its value.
+  const batchBytes = (subdir: string, filename: string) => {
+    const value = encodeChunk({
+      ...singleChunk(new Uint8Array(512 * 1024), filename, subdir),
+      chunkI: 7,
+      nTotalChunks: 32,
+    });
+    const key = `${subdir}_${filename}_7_of_32`;
+    return 61 + 32 + key.length + value.length;
+  };
+  const longPath = batchBytes("instrument-07/2026-12-04/run-0042/".repeat(12), "x".repeat(200));
+  assert.ok(4 * longPath <= limit, `four batches of ${longPath} bytes in ${limit}`);
+  const shortPath = batchBytes("", "a.dat");
+  assert.ok(4 * (shortPath - 32) > 2 * 1024 * 1024, `${shortPath} bytes: four fill 2 MiB`);
+});
+
 Deno.test("every committed offset covers only chunks already synced to the journal or published", async () => {
   // At each chunk's write (before any flush), how many journal lines the partial files hold.
   const journaledAtWrite: number[] = [];
