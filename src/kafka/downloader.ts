@@ -8,8 +8,8 @@
  * partition and offset, kept in the quarantine, and skipped. After each batch the written data is
  * synced ({@linkcode FileAssembler.flush}) and only then is the batch's offset committed, so every
  * committed chunk is on disk; that sync and commit run while the partition's next batch is fetched
- * and handled, one at a time per partition. A full disk (or another transient I/O error) stops the writing with
- * a clear error and retries; nothing past the failed chunk is committed meanwhile.
+ * and handled, one at a time per partition. A full disk (or another transient I/O error) stops the
+ * writing with a clear error and retries; nothing past the failed chunk is committed meanwhile.
  *
  * @module
  */
@@ -50,7 +50,7 @@ const PARTITIONS_IN_FLIGHT = 4;
 /** Records of one batch handled at once (different files' disk work overlaps). */
 const RECORDS_IN_FLIGHT = 32;
 
-/** How often a batch that waits for a commit sends a heartbeat (kafkajs `heartbeatInterval` here). */
+/** How often a batch waiting for a commit sends a heartbeat; also kafkajs `heartbeatInterval`. */
 const HEARTBEAT_MS = 500;
 
 /** How many completed files the status remembers. */
@@ -532,8 +532,8 @@ export class Downloader {
     // per partition, so its commits stay in order (a failed one was logged; the flush here covers
     // its records too: a flush syncs everything written before it). A stop waits for them; a
     // rebalance seen by a heartbeat, or kafkajs stopping, waits here, so that the next owner of
-    // the partition starts after what was handled.
-    // This batch sends the heartbeats while it waits (a commit may be waiting out a full disk).
+    // the partition starts after what was handled. This batch sends the heartbeats while it
+    // waits (a commit may be waiting out a full disk).
     const previous = this.#commits.get(batch.partition);
     if (previous) await this.#heartbeatingUntil(previous.catch(() => {}), keepAlive);
     const committed = this.#commitLater(consumer, batch.topic, batch.partition, offset, next);
@@ -543,9 +543,9 @@ export class Downloader {
   }
 
   /**
-   * Flushes and commits in the background (see `#commitInBackground`). Built
-   * here, not in the batch's scope: what the commit holds on to must not keep the batch's records
-   * in memory while the next ones are fetched.
+   * Flushes and commits in the background (see `#commitInBackground`). Built here, not in the
+   * batch's scope: what the commit holds on to must not keep the batch's records in memory while
+   * the next ones are fetched.
    */
   #commitLater(
     consumer: Consumer,
@@ -556,8 +556,7 @@ export class Downloader {
   ): Promise<void> {
     return this.#commitInBackground(
       partition,
-      () =>
-        this.#flushAndCommit(consumer, topic, partition, safe, handled, () => Promise.resolve()),
+      () => this.#flushAndCommit(consumer, topic, partition, safe, handled),
     );
   }
 
@@ -611,14 +610,7 @@ export class Downloader {
     this.#commitInBackground(
       partition,
       () =>
-        this.#flushAndCommit(
-          consumer,
-          this.#o.topic,
-          partition,
-          offset,
-          next,
-          () => Promise.resolve(),
-        )
+        this.#flushAndCommit(consumer, this.#o.topic, partition, offset, next)
           .catch((error) =>
             this.#logger.warning(
               `Cannot commit partition ${partition} past its transaction markers and aborted records (to offset ${offset}): the rebuilt data could not be synced first (${
@@ -640,17 +632,19 @@ export class Downloader {
     partition: number,
     safe: bigint,
     handled: bigint,
-    heartbeat: () => Promise<void>,
   ): Promise<void> {
     const offset = safe.toString();
     try {
+      // It runs after its batch returned: the partition's next batch sends the heartbeats while
+      // this waits out a full disk.
       await this.#retrying(
         "sync the rebuilt data to disk",
         () => this.#assembler.flush(),
-        heartbeat,
+        () => Promise.resolve(),
       );
     } catch (error) {
-      // Nothing is committed; anything but a stop fails the batch, which is read again.
+      // Nothing is committed: a stop leaves it to the next start, anything else is logged by
+      // #commitInBackground and covered by the partition's next flush.
       if (error instanceof Stopped) return;
       throw error;
     }
