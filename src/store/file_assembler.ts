@@ -292,6 +292,8 @@ export class FileAssembler {
   #safeDirs = new Set<string>();
   #givenUp = 0;
   #flushing: Promise<void> = Promise.resolve();
+  /** The flush queued behind the running one, not started yet. */
+  #nextFlush: Promise<void> | undefined;
 
   constructor(options: FileAssemblerOptions) {
     this.#outputDir = options.outputDir;
@@ -1095,8 +1097,16 @@ export class FileAssembler {
    */
   flush(): Promise<void> {
     // One at a time: a flush returns only when everything written before it is durable, including
-    // what a concurrent flush had taken over (folders to sync, completed records).
-    const next = this.#flushing.then(() => this.#flushOnce(), () => this.#flushOnce());
+    // what a concurrent flush had taken over (folders to sync, completed records). A flush that
+    // has not started yet covers everything written before it starts: callers that ask meanwhile
+    // share it instead of queueing one each (the partitions of a fetch end their batches together).
+    if (this.#nextFlush) return this.#nextFlush;
+    const run = () => {
+      this.#nextFlush = undefined;
+      return this.#flushOnce();
+    };
+    const next = this.#flushing.then(run, run);
+    this.#nextFlush = next;
     this.#flushing = next.catch(() => {});
     return next;
   }

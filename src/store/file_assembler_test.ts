@@ -297,6 +297,25 @@ Deno.test("the rebuilt bytes hash to the file hash (sanity of the test helper)",
   assert.deepEqual(new Uint8Array(h.digest()), chunks[0]!.fileHash);
 });
 
+Deno.test("flushes asked for before the queued one starts share it, and it covers what was written before it started", async () => {
+  await using t = await setup();
+  const { dir, assembler } = t;
+  const chunks = makeChunks(random(100_000, 16), 16384);
+  await add(assembler, chunks[0]!);
+  const first = assembler.flush();
+  assert.equal(assembler.flush(), first);
+  await Promise.resolve(); // the first flush starts
+  await add(assembler, chunks[1]!);
+  const second = assembler.flush();
+  assert.notEqual(second, first);
+  assert.equal(assembler.flush(), second);
+  await Promise.all([first, second]);
+  const [journal] = (await partialFiles(dir)).filter((n) => n.endsWith(".offsets"));
+  const lines = (await Deno.readTextFile(join(dir, STATE_DIR_NAME, "partial", journal!)))
+    .split("\n").filter((l) => l !== "");
+  assert.deepEqual(lines, ["0 16384", "16384 16384"]);
+});
+
 Deno.test("a journal line cut short by a crash or a full disk is dropped, never glued to the next one", async () => {
   await using t = await setup();
   const { dir, assembler, reopen } = t;
