@@ -7,8 +7,9 @@
  * failing its chunk hash, a tombstone, absurd fields, a hostile path) is logged with its topic,
  * partition and offset, kept in the quarantine, and skipped. After each batch the written data is
  * synced ({@linkcode FileAssembler.flush}) and only then is the batch's offset committed, so every
- * committed chunk is on disk; that sync and commit run while the partition's next batch is fetched
- * and handled, one at a time per partition. A full disk (or another transient I/O error) stops the
+ * committed chunk is on disk; that sync and commit run while the partition's next batches are
+ * fetched and handled, one at a time per partition (one not started yet gives way to a later
+ * batch's, which covers it). A full disk (or another transient I/O error) stops the
  * writing with a clear error and retries; nothing past the failed chunk is committed meanwhile.
  *
  * @module
@@ -175,6 +176,8 @@ export class Downloader {
   #active = 0;
   /** Per partition: its latest flush and commit, still running after its batch returned. */
   readonly #commits = new Map<number, Promise<void>>();
+  /** Per partition: the flush and commit waiting for the running one (a later batch's replaces it). */
+  readonly #queuedCommits = new Map<number, { commit: () => Promise<void>; done: Promise<void> }>();
   #drained: (() => void) | undefined;
   /** Wakes every retry that is waiting (see #sleep). */
   readonly #sleepers = new Set<() => void>();
@@ -527,15 +530,13 @@ export class Downloader {
     if (last === undefined) return;
     const next = BigInt(last) + 1n;
     const offset = this.#safeOffset(batch.partition, next);
-    // The flush and commit run while kafkajs fetches the partition's next records (it fetches
-    // only once a batch has returned). The partition's previous ones finish first: one at a time
-    // per partition, so its commits stay in order (a failed one was logged; the flush here covers
-    // its records too: a flush syncs everything written before it). A stop waits for them; a
-    // rebalance seen by a heartbeat, or kafkajs stopping, waits here, so that the next owner of
-    // the partition starts after what was handled. This batch sends the heartbeats while it
-    // waits (a commit may be waiting out a full disk).
-    const previous = this.#commits.get(batch.partition);
-    if (previous) await this.#heartbeatingUntil(previous.catch(() => {}), keepAlive);
+    // The flush and commit run while kafkajs fetches and this program handles the partition's next
+    // records (kafkajs fetches only once a batch has returned): one at a time per partition, in
+    // order, and a commit not started yet gives way to a later batch's, which covers it (a flush
+    // syncs everything written before it; a failed one was logged and is covered likewise). A stop
+    // waits for them; a rebalance seen by a heartbeat, or kafkajs stopping, waits here, so that
+    // the next owner of the partition starts after what was handled. This batch sends the
+    // heartbeats while it waits (a commit may be waiting out a full disk).
     const committed = this.#commitLater(consumer, batch.topic, batch.partition, offset, next);
     if (rebalancing || !isRunning() || isStale() || this.#stopping) {
       await this.#heartbeatingUntil(committed, keepAlive);
@@ -581,16 +582,30 @@ export class Downloader {
   }
 
   /**
-   * Runs `commit` after the partition's commit in progress, without waiting for it. It counts as
-   * activity (a stop waits for it); its failure is logged here, and rejects the returned promise.
+   * Runs `commit` after the partition's commit in progress, without waiting for it. A commit still
+   * waiting to start is replaced by `commit` (a later offset, whose flush covers the earlier one's
+   * records), and both callers get the promise of the one that runs. It counts as activity (a stop
+   * waits for it); its failure is logged here, and rejects the returned promise.
    */
   #commitInBackground(partition: number, commit: () => Promise<void>): Promise<void> {
+    const queued = this.#queuedCommits.get(partition);
+    if (queued) {
+      queued.commit = commit;
+      return queued.done;
+    }
     this.#active++;
     const previous = this.#commits.get(partition)?.catch(() => {}) ?? Promise.resolve();
-    const done: Promise<void> = previous.then(commit).finally(() => {
+    const slot = { commit, done: Promise.resolve() };
+    this.#queuedCommits.set(partition, slot);
+    const start = () => {
+      if (this.#queuedCommits.get(partition) === slot) this.#queuedCommits.delete(partition);
+      return slot.commit();
+    };
+    const done: Promise<void> = previous.then(start).finally(() => {
       if (this.#commits.get(partition) === done) this.#commits.delete(partition);
       if (--this.#active === 0) this.#drained?.();
     });
+    slot.done = done;
     this.#commits.set(partition, done);
     done.catch((error) =>
       this.#logger.error(

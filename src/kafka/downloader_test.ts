@@ -565,7 +565,7 @@ Deno.test("every committed offset covers only chunks already synced to the journ
   assert.deepEqual(await Deno.readFile(join(t.out, "run/a.dat")), bytes);
 });
 
-Deno.test("a batch is synced and committed while the partition's next batch is handled; commits stay in order and a stop waits for them", async () => {
+Deno.test("a batch is synced and committed while the partition's next batches are handled; a commit not yet started gives way to a later one, and a stop waits for them", async () => {
   // Resolves when the given number of chunks have been written.
   let written = 0;
   const waiters: { n: number; resolve: () => void }[] = [];
@@ -585,31 +585,51 @@ Deno.test("a batch is synced and committed while the partition's next batch is h
   const events: string[] = [];
   let release!: () => void;
   const held = new Promise<void>((resolve) => (release = resolve));
+  let releaseLast!: () => void;
+  const lastHeld = new Promise<void>((resolve) => (releaseLast = resolve));
   t.kafka.onCommit = async ({ offset }) => {
     if (offset === "2") await held;
+    if (offset === "5") await lastHeld;
     for (const chunk of chunks.slice(0, Number(offset))) {
       await assertDurable(t.out, chunk, `commit of offset ${offset}`);
     }
     events.push(`commit ${offset}`);
   };
-  // The first batch returns before its commit is over (it is held here)...
-  await consumer.deliver(0, all.slice(0, 2));
-  assert.equal(t.kafka.commits.length, 0);
-  // ...and the partition's next batch is handled meanwhile: its chunks are written, then it waits
-  // for the first commit before its own.
-  const second = consumer.deliver(0, all.slice(2, 4));
-  await writtenAtLeast(4);
-  events.push("4 chunks written");
-  assert.equal(t.kafka.commits.length, 0);
-  release();
-  await second;
-  await t.downloader.settled();
-  assert.deepEqual(events, ["4 chunks written", "commit 2", "commit 4"]);
-  assert.deepEqual(t.kafka.commits.map((c) => c.offset), ["2", "4"]);
-  // The last batch's commit is still running when the stop begins: the stop waits for it.
-  await consumer.deliver(0, all.slice(4));
-  await t.downloader.stop();
-  assert.deepEqual(t.kafka.commits.map((c) => c.offset), ["2", "4", "5"]);
+  // Released on failure too, so that the test ends.
+  try {
+    // The first batch returns before its commit is over (it is held here)...
+    await consumer.deliver(0, all.slice(0, 2));
+    assert.equal(t.kafka.commits.length, 0);
+    // ...and the partition's next batches are handled and return meanwhile: their commits wait
+    // for the first, and the later one replaces the one queued before it (its flush covers both).
+    const returns = async (batch: Promise<void>, what: string) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        batch,
+        new Promise((_, reject) =>
+          timer = setTimeout(() => reject(new Error(`${what} waited for the held commit`)), 5000)
+        ),
+      ]).finally(() => clearTimeout(timer));
+    };
+    await returns(consumer.deliver(0, all.slice(2, 4)), "the second batch");
+    await returns(consumer.deliver(0, all.slice(4)), "the third batch");
+    await writtenAtLeast(5);
+    events.push("5 chunks written");
+    assert.equal(t.kafka.commits.length, 0);
+    release();
+    while (!events.includes("commit 2")) await new Promise((resolve) => setTimeout(resolve, 5));
+    // The last commit is still held when the stop begins: the stop waits for it.
+    const stopped = t.downloader.stop();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(events, ["5 chunks written", "commit 2"]);
+    releaseLast();
+    await stopped;
+    assert.deepEqual(events, ["5 chunks written", "commit 2", "commit 5"]);
+    assert.deepEqual(t.kafka.commits.map((c) => c.offset), ["2", "5"]);
+  } finally {
+    release();
+    releaseLast();
+  }
   assert.deepEqual(await Deno.readFile(join(t.out, "overlap/a.dat")), bytes);
 });
 
