@@ -20,13 +20,14 @@ import { bootstrapServers, committedOffsets, endOffsets, testKafka } from "./_ka
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 
-/** The permissions the CLI runs with in tests (and in the README). */
+/** The permissions the CLI runs with in tests (and in the README, and `deno task start`). */
 export const CLI_PERMISSIONS = [
   "--allow-read",
   "--allow-write",
   "--allow-net",
   "--allow-env",
   "--allow-sys",
+  "--allow-ffi",
 ];
 
 /**

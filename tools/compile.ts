@@ -7,10 +7,14 @@
  *   directory);
  * - `--allow-env` names kafkajs's four variables, `LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS`, and the
  *   prefixes `KAFKA_*` and `DFDD_*`: a config's `$VAR`s must use one of them in the binary;
- * - no `--allow-sys`, `--allow-run` or `--allow-ffi`; `--no-prompt`.
+ * - `--allow-ffi` names only libc (`LIBC_PATHS`), whose `posix_fadvise` lets rebuilt bytes leave the
+ *   page cache once they are on disk (`src/store/page_cache.ts`);
+ * - no `--allow-sys` or `--allow-run`; `--no-prompt`.
  *
  * @module
  */
+
+import { LIBC_PATHS } from "../src/store/page_cache.ts";
 
 /** The environment variables the binary may read (`*`: any suffix). */
 export const COMPILED_ENV = [
@@ -30,6 +34,7 @@ export const COMPILED_PERMISSIONS = [
   "--allow-write",
   "--allow-net",
   `--allow-env=${COMPILED_ENV.join(",")}`,
+  `--allow-ffi=${LIBC_PATHS.join(",")}`,
 ];
 
 /**

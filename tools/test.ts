@@ -29,6 +29,7 @@ export const TEST_PERMISSIONS: readonly string[] = [
   "--allow-env",
   "--allow-run",
   "--allow-sys",
+  "--allow-ffi",
 ];
 
 if (import.meta.main) {

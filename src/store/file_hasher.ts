@@ -4,6 +4,7 @@
  * The assembler tells the hasher how far a file is contiguous on disk ({@linkcode FileHasher.advance});
  * the hasher reads those bytes back (from the page cache: they were just written) and hashes them,
  * so each byte is hashed once more after its chunk check and nothing is re-read at completion.
+ * Hashed bytes that are on disk then leave the page cache (`page_cache.ts`, where it can).
  * {@linkcode WorkerFileHasher} does this on a thread of its own, so the hashing of big files runs
  * beside the consumers instead of between their records; {@linkcode InlineFileHasher} does the same
  * on the calling thread.
@@ -15,6 +16,7 @@
  */
 
 import { createHash, type Hash } from "node:crypto";
+import { type DropCached, LIBC_PATHS, pageCacheDropper } from "./page_cache.ts";
 
 /** Hashes partial files in order as they become contiguous. */
 export interface FileHasher {
@@ -47,19 +49,23 @@ interface FileState {
 }
 
 /**
- * The hashing itself: one file at a time, one read buffer of 1 MiB. Used by both hashers.
+ * The hashing itself: one file at a time, one read buffer of 1 MiB. Used by both hashers. Once a
+ * file's bytes are hashed they are not needed in the page cache any more: `dropCached` (if any)
+ * lets the kernel reuse the pages of those already on disk.
  *
  * It refers to nothing outside itself (the hash comes from `newHash`): the worker runs its source.
  */
 export class HashPump {
   readonly #newHash: () => Hash;
+  readonly #dropCached: DropCached | undefined;
   readonly #files = new Map<string, FileState>();
   readonly #queue: string[] = [];
   readonly #buffer = new Uint8Array(1024 * 1024);
   #running = false;
 
-  constructor(newHash: () => Hash) {
+  constructor(newHash: () => Hash, dropCached?: DropCached) {
     this.#newHash = newHash;
+    this.#dropCached = dropCached;
   }
 
   advance(id: string, path: string, upTo: number): void {
@@ -144,8 +150,14 @@ export class HashPump {
   async #catchUp(state: FileState): Promise<void> {
     if (state.hashed >= state.target) return;
     const file = await Deno.open(state.path, { read: true });
+    // A file that keeps growing is hashed in one go: its pages are let go every 8 MiB meanwhile.
+    let uncached = state.hashed;
     try {
       while (state.hashed < state.target && !state.dropped && state.forgetters.length === 0) {
+        if (this.#dropCached && state.hashed - uncached >= 8 * 1024 * 1024) {
+          this.#dropCached(state.path, state.hashed);
+          uncached = state.hashed;
+        }
         const want = Math.min(this.#buffer.length, state.target - state.hashed);
         await file.seek(state.hashed, Deno.SeekMode.Start);
         const n = (await file.read(this.#buffer.subarray(0, want))) ?? 0;
@@ -160,6 +172,7 @@ export class HashPump {
     } finally {
       file.close();
     }
+    this.#dropCached?.(state.path, state.hashed);
   }
 
   #settle(id: string, state: FileState): void {
@@ -183,7 +196,7 @@ export class HashPump {
 
 /** Hashes on the calling thread (between its other work). */
 export class InlineFileHasher implements FileHasher {
-  readonly #pump = new HashPump(() => createHash("sha512"));
+  readonly #pump = new HashPump(() => createHash("sha512"), pageCacheDropper(LIBC_PATHS));
 
   advance(id: string, path: string, upTo: number): void {
     this.#pump.advance(id, path, upTo);
@@ -214,8 +227,12 @@ export type HasherReply =
   | { seq: number; error: string };
 
 /** The worker's message loop (its source runs in the worker, with `HashPump`'s). */
-function workerMain(Pump: typeof HashPump, newHash: () => Hash): void {
-  const pump = new Pump(newHash);
+function workerMain(
+  Pump: typeof HashPump,
+  newHash: () => Hash,
+  dropCached: DropCached | undefined,
+): void {
+  const pump = new Pump(newHash, dropCached);
   const scope = self as unknown as {
     onmessage: ((event: MessageEvent<HasherRequest>) => void) | null;
     postMessage(message: HasherReply): void;
@@ -241,13 +258,19 @@ function workerMain(Pump: typeof HashPump, newHash: () => Hash): void {
 }
 
 /**
- * The worker's module, built from the source of `HashPump` and `workerMain`: it is loaded from a
- * blob, so it needs no read permission on the program's own files and is inside a compiled binary.
+ * The worker's module, built from the source of `HashPump`, `pageCacheDropper` and `workerMain`: it
+ * is loaded from a blob, so it needs no read permission on the program's own files and is inside a
+ * compiled binary.
  */
 function workerUrl(): string {
   const source = `import { createHash } from "node:crypto";
 ${HashPump.toString()}
-(${workerMain.toString()})(HashPump, () => createHash("sha512"));
+${pageCacheDropper.toString()}
+(${workerMain.toString()})(
+  HashPump,
+  () => createHash("sha512"),
+  pageCacheDropper(${JSON.stringify(LIBC_PATHS)}),
+);
 `;
   return URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
 }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { type FileHasher, InlineFileHasher, WorkerFileHasher } from "./file_hasher.ts";
+import { CAN_SEE_PAGE_CACHE, residentPages } from "../../tests/_resident.ts";
 
 function sha512(bytes: Uint8Array): string {
   return createHash("sha512").update(bytes).digest("hex");
@@ -54,6 +55,27 @@ for (const [kind, make] of kinds) {
       }
       assert.equal(hex(await hasher.digest("a", path, content.length)), sha512(content));
     });
+  });
+
+  Deno.test({
+    name: `${kind}: bytes hashed and on disk leave the page cache (Linux, --allow-ffi)`,
+    ignore: !CAN_SEE_PAGE_CACHE,
+    fn: () =>
+      withHasher(make, async (hasher, dir) => {
+        const path = join(dir, "cached.data");
+        const content = randomBytes(6 * 1024 * 1024);
+        const file = await Deno.open(path, { write: true, create: true });
+        try {
+          await file.write(content);
+          await file.syncData();
+        } finally {
+          file.close();
+        }
+        assert.equal(residentPages(path, content.length), 1536, "cached after writing");
+        hasher.advance("cached", path, 4 * 1024 * 1024);
+        assert.equal(hex(await hasher.digest("cached", path, content.length)), sha512(content));
+        assert.equal(residentPages(path, content.length), 0, "dropped once hashed");
+      }),
   });
 
   Deno.test(`${kind}: a file it never saw is hashed from the disk, and only up to the length asked`, async () => {

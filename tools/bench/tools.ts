@@ -118,6 +118,7 @@ function ours(c: ToolContext, outDir: string, topic: string, logPath: string, ar
       "--allow-net",
       "--allow-env",
       "--allow-sys",
+      "--allow-ffi",
       V8_FLAGS,
       CLI,
       outDir,
