@@ -15,6 +15,7 @@ import {
   writeRandomFile,
 } from "./_cli.ts";
 import { committedOffsets, createTopic, endOffsets, uniqueGroupId } from "./_kafka.ts";
+import { CAN_SEE_PAGE_CACHE, residentPages } from "./_resident.ts";
 
 /** A tree with nested folders and the sizes that matter around the 512 KiB chunk size. */
 async function makeTree(): Promise<{ root: string; files: number }> {
@@ -86,6 +87,28 @@ for (const threads of [1, 4]) {
     }
   });
 }
+
+Deno.test({
+  name: "with --allow-ffi, rebuilt files do not stay in the page cache (Linux)",
+  ignore: !CAN_SEE_PAGE_CACHE,
+  fn: async () => {
+    const root = await tempDir("src");
+    const sizes = [12 * 1024 * 1024, 3 * 1024 * 1024 + 17];
+    for (const [i, size] of sizes.entries()) await writeRandomFile(join(root, `f${i}.bin`), size);
+    const out = await tempDir("out");
+    const topic = await createTopic(2, "uncached");
+    const group = uniqueGroupId("uncached");
+    await produceTree(topic, root);
+    const cli = startDownloader(out, topic, group);
+    await cli.waitFor(completed, 120_000, sizes.length);
+    // Looked at before anything reads the files back.
+    for (const [i, size] of sizes.entries()) {
+      assert.equal(residentPages(join(out, `f${i}.bin`), size), 0, `f${i}.bin still cached`);
+    }
+    assert.equal(await cli.quit(), 0);
+    await assertSameTree(root, out);
+  },
+});
 
 Deno.test("--download_regex rebuilds only the files whose relative path matches from its start", async () => {
   const { root } = await makeTree();

@@ -148,7 +148,12 @@ export class HashPump {
   }
 
   async #catchUp(state: FileState): Promise<void> {
-    if (state.hashed >= state.target) return;
+    if (state.hashed >= state.target) {
+      // A digest comes after the file's last sync: bytes hashed while they were not yet on disk
+      // can go now.
+      if (state.waiters.length > 0) this.#dropCached?.(state.path, state.hashed);
+      return;
+    }
     const file = await Deno.open(state.path, { read: true });
     // A file that keeps growing is hashed in one go: its pages are let go every 8 MiB meanwhile.
     let uncached = state.hashed;

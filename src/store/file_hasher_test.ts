@@ -78,6 +78,28 @@ for (const [kind, make] of kinds) {
       }),
   });
 
+  Deno.test({
+    name: `${kind}: bytes hashed before they were on disk leave the page cache at the digest`,
+    ignore: !CAN_SEE_PAGE_CACHE,
+    fn: () =>
+      withHasher(make, async (hasher, dir) => {
+        const path = join(dir, "late.data");
+        const content = randomBytes(4 * 1024 * 1024);
+        const file = await Deno.open(path, { write: true, create: true });
+        try {
+          await file.write(content);
+          hasher.advance("late", path, content.length);
+          // Hashed meanwhile (a few milliseconds), while the bytes are not on disk: they stay.
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          await file.syncData();
+        } finally {
+          file.close();
+        }
+        assert.equal(hex(await hasher.digest("late", path, content.length)), sha512(content));
+        assert.equal(residentPages(path, content.length), 0, "dropped at the digest");
+      }),
+  });
+
   Deno.test(`${kind}: a file it never saw is hashed from the disk, and only up to the length asked`, async () => {
     await withHasher(make, async (hasher, dir) => {
       const path = join(dir, "b.data");
