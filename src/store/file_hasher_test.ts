@@ -37,6 +37,15 @@ async function withHasher(
   }
 }
 
+/** A test that looks at the page cache (Linux only; the hashers drop pages with --allow-ffi). */
+function cacheTest(
+  name: string,
+  make: () => FileHasher,
+  body: (hasher: FileHasher, dir: string) => Promise<void>,
+): void {
+  Deno.test({ name, ignore: !CAN_SEE_PAGE_CACHE, fn: () => withHasher(make, body) });
+}
+
 for (const [kind, make] of kinds) {
   Deno.test(`${kind}: a file hashed as it grows has the SHA-512 of its bytes`, async () => {
     await withHasher(make, async (hasher, dir) => {
@@ -57,48 +66,46 @@ for (const [kind, make] of kinds) {
     });
   });
 
-  Deno.test({
-    name: `${kind}: bytes hashed and on disk leave the page cache (Linux, --allow-ffi)`,
-    ignore: !CAN_SEE_PAGE_CACHE,
-    fn: () =>
-      withHasher(make, async (hasher, dir) => {
-        const path = join(dir, "cached.data");
-        const content = randomBytes(6 * 1024 * 1024);
-        const file = await Deno.open(path, { write: true, create: true });
-        try {
-          await file.write(content);
-          await file.syncData();
-        } finally {
-          file.close();
-        }
-        assert.equal(residentPages(path, content.length), 1536, "cached after writing");
-        hasher.advance("cached", path, 4 * 1024 * 1024);
-        assert.equal(hex(await hasher.digest("cached", path, content.length)), sha512(content));
-        assert.equal(residentPages(path, content.length), 0, "dropped once hashed");
-      }),
-  });
+  cacheTest(
+    `${kind}: bytes hashed and on disk leave the page cache (Linux, --allow-ffi)`,
+    make,
+    async (hasher, dir) => {
+      const path = join(dir, "cached.data");
+      const content = randomBytes(6 * 1024 * 1024);
+      const file = await Deno.open(path, { write: true, create: true });
+      try {
+        await file.write(content);
+        await file.syncData();
+      } finally {
+        file.close();
+      }
+      assert.equal(residentPages(path, content.length), 1536, "cached after writing");
+      hasher.advance("cached", path, 4 * 1024 * 1024);
+      assert.equal(hex(await hasher.digest("cached", path, content.length)), sha512(content));
+      assert.equal(residentPages(path, content.length), 0, "dropped once hashed");
+    },
+  );
 
-  Deno.test({
-    name: `${kind}: bytes hashed before they were on disk leave the page cache at the digest`,
-    ignore: !CAN_SEE_PAGE_CACHE,
-    fn: () =>
-      withHasher(make, async (hasher, dir) => {
-        const path = join(dir, "late.data");
-        const content = randomBytes(4 * 1024 * 1024);
-        const file = await Deno.open(path, { write: true, create: true });
-        try {
-          await file.write(content);
-          hasher.advance("late", path, content.length);
-          // Hashed meanwhile (a few milliseconds), while the bytes are not on disk: they stay.
-          await new Promise((resolve) => setTimeout(resolve, 300));
-          await file.syncData();
-        } finally {
-          file.close();
-        }
-        assert.equal(hex(await hasher.digest("late", path, content.length)), sha512(content));
-        assert.equal(residentPages(path, content.length), 0, "dropped at the digest");
-      }),
-  });
+  cacheTest(
+    `${kind}: bytes hashed before they were on disk leave the page cache at the digest`,
+    make,
+    async (hasher, dir) => {
+      const path = join(dir, "late.data");
+      const content = randomBytes(4 * 1024 * 1024);
+      const file = await Deno.open(path, { write: true, create: true });
+      try {
+        await file.write(content);
+        hasher.advance("late", path, content.length);
+        // Hashed meanwhile (a few milliseconds), while the bytes are not on disk: they stay.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await file.syncData();
+      } finally {
+        file.close();
+      }
+      assert.equal(hex(await hasher.digest("late", path, content.length)), sha512(content));
+      assert.equal(residentPages(path, content.length), 0, "dropped at the digest");
+    },
+  );
 
   Deno.test(`${kind}: a file it never saw is hashed from the disk, and only up to the length asked`, async () => {
     await withHasher(make, async (hasher, dir) => {

@@ -33,53 +33,43 @@ async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
-Deno.test({
-  name: "bytes on disk leave the page cache, up to the length asked for",
-  ignore: !CAN_SEE_PAGE_CACHE,
-  fn: () =>
-    inTempDir(async (dir) => {
-      const drop = pageCacheDropper(LIBC_PATHS);
-      assert.ok(drop, "a dropper on Linux with --allow-ffi");
-      const path = join(dir, "a.bin");
-      await writeCached(path, randomBytes(8 * MIB), true);
-      assert.equal(residentPages(path, 8 * MIB), 2048, "all 8 MiB cached before");
-      drop(path, 6 * MIB);
-      assert.equal(residentPages(path, 6 * MIB), 0, "the first 6 MiB are dropped");
-      assert.equal(residentPages(path, 8 * MIB), 512, "the last 2 MiB stay");
-    }),
+/** A test that looks at the page cache (Linux only), in a temporary folder. */
+function cacheTest(name: string, body: (dir: string) => Promise<void>): void {
+  Deno.test({ name, ignore: !CAN_SEE_PAGE_CACHE, fn: () => inTempDir(body) });
+}
+
+cacheTest("bytes on disk leave the page cache, up to the length asked for", async (dir) => {
+  const drop = pageCacheDropper(LIBC_PATHS);
+  assert.ok(drop, "a dropper on Linux with --allow-ffi");
+  const path = join(dir, "a.bin");
+  await writeCached(path, randomBytes(8 * MIB), true);
+  assert.equal(residentPages(path, 8 * MIB), 2048, "all 8 MiB cached before");
+  drop(path, 6 * MIB);
+  assert.equal(residentPages(path, 6 * MIB), 0, "the first 6 MiB are dropped");
+  assert.equal(residentPages(path, 8 * MIB), 512, "the last 2 MiB stay");
 });
 
-Deno.test({
-  name: "bytes not yet on disk are not lost, and leave the cache once synced",
-  ignore: !CAN_SEE_PAGE_CACHE,
-  fn: () =>
-    inTempDir(async (dir) => {
-      const drop = pageCacheDropper(LIBC_PATHS)!;
-      const path = join(dir, "dirty.bin");
-      const bytes = randomBytes(4 * MIB);
-      await writeCached(path, bytes, false);
-      drop(path, 4 * MIB);
-      assert.deepEqual(await Deno.readFile(path), bytes);
-      // Once synced, the same call drops them.
-      const file = await Deno.open(path, { write: true });
-      await file.syncData();
-      file.close();
-      drop(path, 4 * MIB);
-      assert.equal(residentPages(path, 4 * MIB), 0);
-      assert.deepEqual(await Deno.readFile(path), bytes, "read back from the disk");
-    }),
+cacheTest("bytes not yet on disk are not lost, and leave the cache once synced", async (dir) => {
+  const drop = pageCacheDropper(LIBC_PATHS)!;
+  const path = join(dir, "dirty.bin");
+  const bytes = randomBytes(4 * MIB);
+  await writeCached(path, bytes, false);
+  drop(path, 4 * MIB);
+  assert.deepEqual(await Deno.readFile(path), bytes);
+  // Once synced, the same call drops them.
+  const file = await Deno.open(path, { write: true });
+  await file.syncData();
+  file.close();
+  drop(path, 4 * MIB);
+  assert.equal(residentPages(path, 4 * MIB), 0);
+  assert.deepEqual(await Deno.readFile(path), bytes, "read back from the disk");
 });
 
-Deno.test({
-  name: "a dropper ignores a path that is gone and an empty range",
-  ignore: !CAN_SEE_PAGE_CACHE,
-  fn: () =>
-    inTempDir(async (dir) => {
-      const drop = pageCacheDropper(LIBC_PATHS)!;
-      drop(join(dir, "missing.bin"), MIB);
-      drop(join(dir, "missing.bin"), 0);
-      await Promise.resolve();
-    }),
+cacheTest("a dropper ignores a path that is gone and an empty range", async (dir) => {
+  const drop = pageCacheDropper(LIBC_PATHS)!;
+  drop(join(dir, "missing.bin"), MIB);
+  drop(join(dir, "missing.bin"), 0);
+  await Promise.resolve();
 });
 
 Deno.test({
