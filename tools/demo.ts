@@ -93,6 +93,7 @@ try {
       "--allow-net",
       "--allow-env",
       "--allow-sys",
+      "--allow-ffi",
       CLI,
       output,
       "--config",
