@@ -43,6 +43,8 @@ interface FileState {
   hashed: number;
   /** Bytes known to be on disk. */
   target: number;
+  /** Bytes hashed when the page cache was last asked to let them go. */
+  released: number;
   waiters: Waiter[];
   forgetters: (() => void)[];
   dropped: boolean;
@@ -76,6 +78,7 @@ export class HashPump {
         hash: createHash("sha512"),
         hashed: 0,
         target: 0,
+        released: 0,
         waiters: [],
         forgetters: [],
         dropped: false,
@@ -148,36 +151,37 @@ export class HashPump {
   }
 
   async #catchUp(state: FileState): Promise<void> {
-    if (state.hashed >= state.target) {
-      // A digest comes after the file's last sync: bytes hashed while they were not yet on disk
-      // can go now.
-      if (state.waiters.length > 0) this.#dropCached?.(state.path, state.hashed);
-      return;
-    }
-    const file = await Deno.open(state.path, { read: true });
-    // A file that keeps growing is hashed in one go: its pages are let go every 8 MiB meanwhile.
-    let uncached = state.hashed;
-    try {
-      while (state.hashed < state.target && !state.dropped && state.forgetters.length === 0) {
-        if (this.#dropCached && state.hashed - uncached >= 8 * 1024 * 1024) {
-          this.#dropCached(state.path, state.hashed);
-          uncached = state.hashed;
+    if (state.hashed < state.target) {
+      const file = await Deno.open(state.path, { read: true });
+      try {
+        while (state.hashed < state.target && !state.dropped && state.forgetters.length === 0) {
+          this.#release(state, false);
+          const want = Math.min(this.#buffer.length, state.target - state.hashed);
+          await file.seek(state.hashed, Deno.SeekMode.Start);
+          const n = (await file.read(this.#buffer.subarray(0, want))) ?? 0;
+          if (n === 0) {
+            throw new Error(
+              `${state.path} is shorter than its journal says (${state.hashed} bytes, expected ${state.target})`,
+            );
+          }
+          state.hash.update(this.#buffer.subarray(0, n));
+          state.hashed += n;
         }
-        const want = Math.min(this.#buffer.length, state.target - state.hashed);
-        await file.seek(state.hashed, Deno.SeekMode.Start);
-        const n = (await file.read(this.#buffer.subarray(0, want))) ?? 0;
-        if (n === 0) {
-          throw new Error(
-            `${state.path} is shorter than its journal says (${state.hashed} bytes, expected ${state.target})`,
-          );
-        }
-        state.hash.update(this.#buffer.subarray(0, n));
-        state.hashed += n;
+      } finally {
+        file.close();
       }
-    } finally {
-      file.close();
     }
-    this.#dropCached?.(state.path, state.hashed);
+    // A digest comes after the file's last sync: everything hashed can go, also what was hashed
+    // while it was not yet on disk.
+    this.#release(state, state.waiters.length > 0);
+  }
+
+  /** Lets the pages of what was hashed go: every 8 MiB hashed, or now when `always`. */
+  #release(state: FileState, always: boolean): void {
+    if (!this.#dropCached) return;
+    if (!always && state.hashed - state.released < 8 * 1024 * 1024) return;
+    this.#dropCached(state.path, state.hashed);
+    state.released = state.hashed;
   }
 
   #settle(id: string, state: FileState): void {
