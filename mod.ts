@@ -37,9 +37,9 @@ export {
   decodeChunk,
   encodeChunk,
   fileKey,
-  sha512,
   toHex,
 } from "./src/wire/chunk_codec.ts";
+export { createSha512, sha512, type Sha512Stream } from "./src/wire/sha512.ts";
 export {
   chunksOfFile,
   DEFAULT_CHUNK_SIZE,

@@ -7,7 +7,8 @@ import { encode } from "@msgpack/msgpack";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { dirname } from "node:path";
-import { type DataFileChunk, encodeChunk, sha512 } from "../src/wire/chunk_codec.ts";
+import { type DataFileChunk, encodeChunk } from "../src/wire/chunk_codec.ts";
+import { sha512 } from "../src/wire/sha512.ts";
 import { registerCodecs } from "../src/wire/compression.ts";
 import { STATE_DIR_NAME } from "../src/store/safe_path.ts";
 import {

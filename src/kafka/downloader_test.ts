@@ -17,13 +17,8 @@ import type {
   Kafka,
   KafkaMessage,
 } from "kafkajs";
-import {
-  bytesEqual,
-  type DataFileChunk,
-  encodeChunk,
-  fileKey,
-  sha512,
-} from "../wire/chunk_codec.ts";
+import { bytesEqual, type DataFileChunk, encodeChunk, fileKey } from "../wire/chunk_codec.ts";
+import { sha512 } from "../wire/sha512.ts";
 import { chunksOfFile } from "../wire/chunk_producer.ts";
 import { Downloader } from "./downloader.ts";
 import { Logger } from "../console/logger.ts";

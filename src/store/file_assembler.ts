@@ -32,7 +32,8 @@ import { createHash } from "node:crypto";
 import { type FileHasher, InlineFileHasher, WorkerFileHasher } from "./file_hasher.ts";
 import { dirname, join, relative, sep } from "node:path";
 import { existsSync } from "node:fs";
-import { bytesEqual, copyBytes, type DataFileChunk, sha512, toHex } from "../wire/chunk_codec.ts";
+import { bytesEqual, copyBytes, type DataFileChunk, toHex } from "../wire/chunk_codec.ts";
+import { createSha512, sha512 } from "../wire/sha512.ts";
 import { type CompletedRecord, CompletedStore } from "./completed_store.ts";
 import { decideGeneration, type KnownGeneration } from "./generation.ts";
 import { HandlePool, writeAt } from "./handle_pool.ts";
@@ -214,14 +215,14 @@ function generationId(identity: string, fileHash: Uint8Array, n: number): string
 async function hashFile(path: string): Promise<Uint8Array> {
   const file = await Deno.open(path, { read: true });
   try {
-    const hash = createHash("sha512");
+    const hash = createSha512();
     const buffer = new Uint8Array(HASH_READ_BYTES);
     while (true) {
       const n = await file.read(buffer);
       if (n === null) break;
       hash.update(buffer.subarray(0, n));
     }
-    return new Uint8Array(hash.digest());
+    return hash.digest();
   } finally {
     file.close();
   }

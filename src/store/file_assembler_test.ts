@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { type DataFileChunk, sha512 } from "../wire/chunk_codec.ts";
+import type { DataFileChunk } from "../wire/chunk_codec.ts";
+import { sha512 } from "../wire/sha512.ts";
 import { BadChunkError, FileAssembler, type FileAssemblerOptions } from "./file_assembler.ts";
 import { Logger } from "../console/logger.ts";
 import { Quarantine } from "./quarantine.ts";

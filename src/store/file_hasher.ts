@@ -15,8 +15,15 @@
  * @module
  */
 
-import { createHash, type Hash } from "node:crypto";
 import { type DropCached, LIBC_PATHS, pageCacheDropper } from "./page_cache.ts";
+import { openNativeLibrary } from "../system/native_library.ts";
+import {
+  createSha512,
+  LIBCRYPTO_NAMES,
+  LIBCRYPTO_PATHS,
+  nativeSha512,
+  type Sha512Stream,
+} from "../wire/sha512.ts";
 
 /** Hashes partial files in order as they become contiguous. */
 export interface FileHasher {
@@ -38,7 +45,7 @@ interface Waiter {
 
 interface FileState {
   path: string;
-  hash: Hash;
+  hash: Sha512Stream;
   /** Bytes hashed. */
   hashed: number;
   /** Bytes known to be on disk. */
@@ -58,14 +65,14 @@ interface FileState {
  * It refers to nothing outside itself (the hash comes from `newHash`): the worker runs its source.
  */
 export class HashPump {
-  readonly #newHash: () => Hash;
+  readonly #newHash: () => Sha512Stream;
   readonly #dropCached: DropCached | undefined;
   readonly #files = new Map<string, FileState>();
   readonly #queue: string[] = [];
   readonly #buffer = new Uint8Array(1024 * 1024);
   #running = false;
 
-  constructor(newHash: () => Hash, dropCached?: DropCached) {
+  constructor(newHash: () => Sha512Stream, dropCached?: DropCached) {
     this.#newHash = newHash;
     this.#dropCached = dropCached;
   }
@@ -75,7 +82,7 @@ export class HashPump {
     if (!state) {
       state = {
         path,
-        hash: createHash("sha512"),
+        hash: this.#newHash(),
         hashed: 0,
         target: 0,
         released: 0,
@@ -205,7 +212,7 @@ export class HashPump {
 
 /** Hashes on the calling thread (between its other work). */
 export class InlineFileHasher implements FileHasher {
-  readonly #pump = new HashPump(() => createHash("sha512"), pageCacheDropper(LIBC_PATHS));
+  readonly #pump = new HashPump(createSha512, pageCacheDropper(LIBC_PATHS));
 
   advance(id: string, path: string, upTo: number): void {
     this.#pump.advance(id, path, upTo);
@@ -238,7 +245,7 @@ export type HasherReply =
 /** The worker's message loop (its source runs in the worker, with `HashPump`'s). */
 function workerMain(
   Pump: typeof HashPump,
-  newHash: () => Hash,
+  newHash: () => Sha512Stream,
   dropCached: DropCached | undefined,
 ): void {
   const pump = new Pump(newHash, dropCached);
@@ -267,17 +274,20 @@ function workerMain(
 }
 
 /**
- * The worker's module, built from the source of `HashPump`, `pageCacheDropper` and `workerMain`: it
- * is loaded from a blob, so it needs no read permission on the program's own files and is inside a
- * compiled binary.
+ * The worker's module, built from the source of `HashPump`, `openNativeLibrary`, `pageCacheDropper`,
+ * `nativeSha512` and `workerMain`: it is loaded from a blob, so it needs no read permission on the
+ * program's own files and is inside a compiled binary.
  */
 function workerUrl(): string {
   const source = `import { createHash } from "node:crypto";
 ${HashPump.toString()}
+${openNativeLibrary.toString()}
 ${pageCacheDropper.toString()}
+${nativeSha512.toString()}
+const native = nativeSha512(${JSON.stringify(LIBCRYPTO_NAMES)}, ${JSON.stringify(LIBCRYPTO_PATHS)});
 (${workerMain.toString()})(
   HashPump,
-  () => createHash("sha512"),
+  native ? () => native.stream() : () => createHash("sha512"),
   pageCacheDropper(${JSON.stringify(LIBC_PATHS)}),
 );
 `;

@@ -19,6 +19,8 @@
  * @module
  */
 
+import { openNativeLibrary } from "../system/native_library.ts";
+
 /** Drops the cached pages of bytes `[0, length)` of `path` that are on disk already. */
 export type DropCached = (path: string, length: number) => void;
 
@@ -37,47 +39,25 @@ export const LIBC_PATHS = [
  * The page-cache dropper, or `undefined` where there is none: not Linux on x86-64 or ARM64, no
  * FFI permission for libc, or no libc found. Never prompts.
  *
- * It refers to nothing outside itself: the hashing worker runs its source, with `paths` =
- * {@linkcode LIBC_PATHS}.
+ * It refers to nothing outside itself but {@linkcode openNativeLibrary}: the hashing worker runs
+ * their source, with `paths` = {@linkcode LIBC_PATHS}.
  */
 export function pageCacheDropper(paths: readonly string[]): DropCached | undefined {
-  if (Deno.build.os !== "linux" || !["x86_64", "aarch64"].includes(Deno.build.arch)) {
-    return undefined;
-  }
-  const granted = (path?: string) => {
-    try {
-      const descriptor: Deno.PermissionDescriptor = path === undefined
-        ? { name: "ffi" }
-        : { name: "ffi", path };
-      return Deno.permissions.querySync(descriptor).state === "granted";
-    } catch {
-      return false;
-    }
-  };
-  const symbols = {
+  const lib = openNativeLibrary(["libc.so.6"], paths, {
     open: { parameters: ["buffer", "i32"], result: "i32" },
     posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
     close: { parameters: ["i32"], result: "i32" },
-  } as const;
-  const candidates = granted() ? ["libc.so.6", ...paths] : paths.filter((path) => granted(path));
-  for (const candidate of candidates) {
-    let lib: Deno.DynamicLibrary<typeof symbols>;
-    try {
-      lib = Deno.dlopen(candidate, symbols);
-    } catch {
-      continue;
-    }
-    const encoder = new TextEncoder();
-    // O_RDONLY | O_CLOEXEC, and POSIX_FADV_DONTNEED, as on x86-64 and ARM64 Linux.
-    const openFlags = 0o2000000;
-    const dontNeed = 4;
-    return (path, length) => {
-      if (length <= 0) return;
-      const fd = lib.symbols.open(encoder.encode(`${path}\0`), openFlags);
-      if (fd < 0) return;
-      lib.symbols.posix_fadvise(fd, 0n, BigInt(length), dontNeed);
-      lib.symbols.close(fd);
-    };
-  }
-  return undefined;
+  });
+  if (!lib) return undefined;
+  const encoder = new TextEncoder();
+  // O_RDONLY | O_CLOEXEC, and POSIX_FADV_DONTNEED, as on x86-64 and ARM64 Linux.
+  const openFlags = 0o2000000;
+  const dontNeed = 4;
+  return (path, length) => {
+    if (length <= 0) return;
+    const fd = lib.symbols.open(encoder.encode(`${path}\0`), openFlags);
+    if (fd < 0) return;
+    lib.symbols.posix_fadvise(fd, 0n, BigInt(length), dontNeed);
+    lib.symbols.close(fd);
+  };
 }

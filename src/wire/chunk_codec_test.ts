@@ -8,9 +8,9 @@ import {
   type DataFileChunk,
   decodeChunk,
   encodeChunk,
-  sha512,
   toHex,
 } from "./chunk_codec.ts";
+import { sha512 } from "./sha512.ts";
 
 const VECTORS = new URL("../../../shared/vectors/", import.meta.url);
 const FILE_HASH =

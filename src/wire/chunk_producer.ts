@@ -11,9 +11,9 @@
  */
 import { CompressionTypes, type Message, type Producer } from "kafkajs";
 import { Buffer } from "node:buffer";
-import { createHash } from "node:crypto";
 import { basename, dirname, join, relative, sep } from "node:path";
-import { chunkKey, type DataFileChunk, encodeChunk, fileKey, sha512 } from "./chunk_codec.ts";
+import { chunkKey, type DataFileChunk, encodeChunk, fileKey } from "./chunk_codec.ts";
+import { createSha512, sha512 } from "./sha512.ts";
 
 /** OpenMSIStream's default chunk size. */
 export const DEFAULT_CHUNK_SIZE = 524288;
@@ -52,7 +52,7 @@ export async function* chunksOfFile(
   const filename = basename(path);
   const file = await Deno.open(path, { read: true });
   try {
-    const fileHash = createHash("sha512");
+    const fileHash = createSha512();
     const plan: { offset: number; length: number; hash: Uint8Array }[] = [];
     for (let offset = 0;; offset += chunkSize) {
       const data = await readAt(file, offset, chunkSize);
@@ -61,7 +61,7 @@ export async function* chunksOfFile(
       plan.push({ offset, length: data.length, hash: sha512(data) });
       if (data.length < chunkSize) break;
     }
-    const digest = new Uint8Array(fileHash.digest());
+    const digest = fileHash.digest();
     for (const [index, p] of plan.entries()) {
       // Re-read at send time and re-check, as the reference does.
       const data = await readAt(file, p.offset, p.length);
