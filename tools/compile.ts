@@ -8,7 +8,8 @@
  * - `--allow-env` names kafkajs's four variables, `LOCAL_KAFKA_BROKER_BOOTSTRAP_SERVERS`, and the
  *   prefixes `KAFKA_*` and `DFDD_*`: a config's `$VAR`s must use one of them in the binary;
  * - `--allow-ffi` names only libc (`LIBC_PATHS`), whose `posix_fadvise` lets rebuilt bytes leave the
- *   page cache once they are on disk (`src/store/page_cache.ts`), and libcrypto
+ *   page cache once they are on disk (`src/store/page_cache.ts`) and whose `syncfs` makes small
+ *   files durable in groups (`src/store/sync_groups.ts`), and libcrypto
  *   (`LIBCRYPTO_PATHS`), whose SHA-512 is faster than the runtime's (`src/wire/sha512.ts`);
  * - no `--allow-sys` or `--allow-run`; `--no-prompt`.
  *

@@ -43,6 +43,7 @@ import type { Logger } from "../console/logger.ts";
 import type { Quarantine } from "./quarantine.ts";
 import { type RelativeTarget, STATE_DIR_NAME } from "./safe_path.ts";
 import { type CrashHook, fsyncDir, TEMP_SUFFIX, writeStateFile } from "./state_file.ts";
+import { fileSystemSync, SyncGroups } from "./sync_groups.ts";
 
 /** A chunk whose fields cannot describe a real file; the caller quarantines its record. */
 export class BadChunkError extends Error {
@@ -263,6 +264,11 @@ export interface FileAssemblerOptions {
    * (`"worker"`), or on this thread between chunks (`"inline"`, the default).
    */
   hashing?: "inline" | "worker";
+  /**
+   * How one-chunk files are made durable together (default: with `syncfs` on the file system of
+   * the state folder where it can, see `sync_groups.ts`).
+   */
+  syncGroups?: SyncGroups;
 }
 
 /** Writes chunks into partial files, completes files atomically, and keeps a crash-safe journal. */
@@ -278,6 +284,8 @@ export class FileAssembler {
   readonly #mutex = new KeyedMutex();
   readonly #pool = new HandlePool();
   readonly #hasher: FileHasher;
+  #groups: SyncGroups;
+  readonly #ownGroups: boolean;
   /** Generations in progress by id. */
   readonly #files = new Map<string, InProgress>();
   /** Generations in progress by path identity (several only for one content in several layouts). */
@@ -306,11 +314,14 @@ export class FileAssembler {
     this.#crash = options.crashHook;
     this.#now = options.now ?? Date.now;
     this.#hasher = options.hashing === "worker" ? new WorkerFileHasher() : new InlineFileHasher();
+    this.#groups = options.syncGroups ?? new SyncGroups(undefined);
+    this.#ownGroups = options.syncGroups === undefined;
   }
 
   /** Creates the state folders and resumes the files an earlier run left in progress. */
   async open(): Promise<void> {
     await Deno.mkdir(this.#partialDir, { recursive: true });
+    if (this.#ownGroups) this.#groups = new SyncGroups(fileSystemSync(this.#partialDir));
     this.#realOutputDir = await Deno.realPath(this.#outputDir);
     await this.#completed.load();
     const names = new Set<string>();
@@ -861,7 +872,10 @@ export class FileAssembler {
         );
         file.metaWritten = true;
       }
-      await this.#pool.use(file.id, `${base}.data`, "r+", (h) => h.syncData());
+      // A one-chunk file is made durable with the others written meanwhile, where it can be.
+      if (!single || !(await this.#groups.join())) {
+        await this.#pool.use(file.id, `${base}.data`, "r+", (h) => h.syncData());
+      }
       if (lines.length > 0 && !single) {
         file.journalBytes = await appendLines(`${base}.offsets`, file.journalBytes, lines.join(""));
         this.#crash?.("after-journal-write");
@@ -1140,6 +1154,7 @@ export class FileAssembler {
     } finally {
       this.#hasher.close();
       this.#pool.closeAll();
+      await this.#groups.close();
     }
   }
 }

@@ -6,6 +6,9 @@ import { sha512 } from "../wire/sha512.ts";
 import { BadChunkError, FileAssembler, type FileAssemblerOptions } from "./file_assembler.ts";
 import { Logger } from "../console/logger.ts";
 import { Quarantine } from "./quarantine.ts";
+import { type FileSystemSync, fileSystemSync, SyncGroups } from "./sync_groups.ts";
+import { LIBC_PATHS, pageCacheDropper } from "./page_cache.ts";
+import { CAN_SEE_PAGE_CACHE, residentPages } from "../../tests/_resident.ts";
 import {
   DARWIN_RULES,
   type PathRules,
@@ -838,4 +841,71 @@ Deno.test("a folder of the tree that refuses new files (EPERM) fails that file o
   } finally {
     await setImmutable(locked, false);
   }
+});
+
+/** A file system sync that counts its calls, and fails them if told. */
+class CountingSync implements FileSystemSync {
+  syncs = 0;
+  constructor(readonly real: FileSystemSync | undefined, readonly fail = false) {}
+  async sync(): Promise<void> {
+    this.syncs++;
+    if (this.fail) throw new Error("EIO");
+    await this.real!.sync();
+  }
+  close(): void {
+    this.real?.close();
+  }
+}
+
+/** Rebuilds `n` one-chunk files of 64 KiB at once; returns their paths and bytes. */
+async function manySmallFiles(assembler: FileAssembler, dir: string, n: number) {
+  const files = Array.from({ length: n }, (_, i) => ({
+    path: join(dir, "small", `s${i}.bin`),
+    bytes: random(65536, 100 + i),
+  }));
+  const chunks = files.map((f, i) =>
+    makeChunks(f.bytes, 65536, { subdir: "small", name: `s${i}.bin` })[0]!
+  );
+  const outcomes = await Promise.all(chunks.map((c) => add(assembler, c)));
+  assert.deepEqual(outcomes.map((o) => o.status), Array(n).fill("completed"));
+  return files;
+}
+
+/** True when none of the file's pages is dirty: the kernel then lets them all go. */
+function clean(path: string, length: number): boolean {
+  pageCacheDropper(LIBC_PATHS)!(path, length);
+  return residentPages(path, length) === 0;
+}
+
+Deno.test({
+  name: "one-chunk files completing together are made durable by one syncfs each group",
+  ignore: !CAN_SEE_PAGE_CACHE,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "assembler_test_" });
+    const counting = new CountingSync(fileSystemSync(dir));
+    assert.ok(counting.real, "syncfs on this system");
+    await using t = await setup({ syncGroups: new SyncGroups(counting) });
+    const files = await manySmallFiles(t.assembler, t.dir, 20);
+    assert.ok(counting.syncs >= 1 && counting.syncs < 20, `${counting.syncs} syncfs for 20 files`);
+    for (const f of files) {
+      assert.ok(clean(f.path, f.bytes.length), `${f.path} is on disk`);
+      assert.deepEqual(await Deno.readFile(f.path), f.bytes);
+    }
+    await Deno.remove(dir);
+  },
+});
+
+Deno.test({
+  name: "when syncfs fails, one-chunk files are synced one by one before they are published",
+  ignore: !CAN_SEE_PAGE_CACHE,
+  fn: async () => {
+    const failing = new CountingSync(undefined, true);
+    await using t = await setup({ syncGroups: new SyncGroups(failing) });
+    const files = await manySmallFiles(t.assembler, t.dir, 20);
+    assert.equal(failing.syncs, 1, "no syncfs after one failed");
+    for (const f of files) {
+      assert.ok(clean(f.path, f.bytes.length), `${f.path} is on disk`);
+      assert.deepEqual(await Deno.readFile(f.path), f.bytes);
+    }
+  },
 });

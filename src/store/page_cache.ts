@@ -21,19 +21,10 @@
 
 import { openNativeLibrary } from "../system/native_library.ts";
 
+export { LIBC_PATHS } from "../system/native_library.ts";
+
 /** Drops the cached pages of bytes `[0, length)` of `path` that are on disk already. */
 export type DropCached = (path: string, length: number) => void;
-
-/** Where libc is on the Linux systems the binary is built for (`--allow-ffi` may name these). */
-export const LIBC_PATHS = [
-  "/lib/x86_64-linux-gnu/libc.so.6",
-  "/lib/aarch64-linux-gnu/libc.so.6",
-  "/usr/lib/x86_64-linux-gnu/libc.so.6",
-  "/usr/lib/aarch64-linux-gnu/libc.so.6",
-  "/lib64/libc.so.6",
-  "/usr/lib64/libc.so.6",
-  "/usr/lib/libc.so.6",
-];
 
 /**
  * The page-cache dropper, or `undefined` where there is none: not Linux on x86-64 or ARM64, no

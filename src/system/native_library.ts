@@ -5,6 +5,17 @@
  * @module
  */
 
+/** Where libc is on the Linux systems the binary is built for (`--allow-ffi` may name these). */
+export const LIBC_PATHS = [
+  "/lib/x86_64-linux-gnu/libc.so.6",
+  "/lib/aarch64-linux-gnu/libc.so.6",
+  "/usr/lib/x86_64-linux-gnu/libc.so.6",
+  "/usr/lib/aarch64-linux-gnu/libc.so.6",
+  "/lib64/libc.so.6",
+  "/usr/lib64/libc.so.6",
+  "/usr/lib/libc.so.6",
+];
+
 /**
  * The first of `names` (tried by name, with an unscoped `--allow-ffi`) or of `paths` (absolute,
  * each tried only if `--allow-ffi` allows it) that loads with all of `symbols`; `undefined` where

@@ -1,0 +1,146 @@
+/**
+ * Sync groups: one-chunk files made durable together by one `syncfs(2)` instead of one
+ * `fdatasync` each.
+ *
+ * A file system writes many small files out far faster in one go than one at a time: 20,000 files
+ * of 4 KiB took 3.1–3.8 s with one `fdatasync` each on the benchmark machine (ext4), and 1.3–2.3 s
+ * with one `syncfs` per group. And each `fdatasync` costs the event loop a hop to a blocking thread
+ * and back.
+ *
+ * `syncfs` writes out and waits for everything dirty on the file system, then flushes the disk's
+ * cache; since Linux 5.8 it also reports any write-back error on that file system since the last
+ * call on the same descriptor. So a file joins the group forming now
+ * ({@linkcode SyncGroups.join}), whose `syncfs` starts once the running one has ended (one at a
+ * time) and the files written meanwhile have joined; when it succeeds, the file's data is on disk.
+ * Where that cannot be said, the file is synced on its own (`join` resolves `false`):
+ *
+ * - no `syncfs`: not Linux 5.8 or later, or no FFI permission for libc;
+ * - after a `syncfs` failed, for good: the error it reported may belong to a file of a later
+ *   group, and that file's own descriptor reports it to its `fdatasync`;
+ * - for {@linkcode PAUSE_MS} after a `syncfs` took longer than {@linkcode SLOW_SYNC_MS}: it also
+ *   waits for what other programs wrote to the same file system, so it is left alone while they do.
+ *
+ * @module
+ */
+
+import { LIBC_PATHS, openNativeLibrary } from "../system/native_library.ts";
+
+/** Writes out the dirty data of one file system, and releases what it holds when closed. */
+export interface FileSystemSync {
+  /** Resolves once the file system's dirty data is on disk; rejects with its write-back error. */
+  sync(): Promise<void>;
+  close(): void;
+}
+
+/** A `syncfs` slower than this means other writers share the file system. */
+export const SLOW_SYNC_MS = 250;
+/** How long files are synced one by one after a slow `syncfs`. */
+export const PAUSE_MS = 60_000;
+
+/** True for a Linux release (`uname -r`) whose `syncfs` reports write-back errors: 5.8 and later. */
+export function reportsSyncfsErrors(release: string): boolean {
+  const match = /^(\d+)\.(\d+)/.exec(release);
+  if (!match) return false;
+  const [major, minor] = [Number(match[1]), Number(match[2])];
+  return major > 5 || (major === 5 && minor >= 8);
+}
+
+/**
+ * `syncfs(2)` on the file system holding `dir`, or `undefined` where it cannot be trusted or used
+ * (not Linux 5.8 or later, no FFI permission for libc, or `dir` cannot be opened). Never prompts.
+ * Write-back errors are those since this call.
+ */
+export function fileSystemSync(dir: string): FileSystemSync | undefined {
+  const lib = openNativeLibrary(["libc.so.6"], LIBC_PATHS, {
+    uname: { parameters: ["buffer"], result: "i32" },
+    open: { parameters: ["buffer", "i32"], result: "i32" },
+    syncfs: { parameters: ["i32"], result: "i32", nonblocking: true },
+    close: { parameters: ["i32"], result: "i32" },
+  });
+  if (!lib) return undefined;
+  // struct utsname: six fields of 65 bytes; the release is the third.
+  const names = new Uint8Array(6 * 65);
+  const release = lib.symbols.uname(names) === 0
+    ? new TextDecoder().decode(names.subarray(130, 195)).replace(/\0.*$/s, "")
+    : "";
+  // O_RDONLY | O_CLOEXEC, as on x86-64 and ARM64 Linux.
+  const fd = reportsSyncfsErrors(release)
+    ? lib.symbols.open(new TextEncoder().encode(`${dir}\0`), 0o2000000)
+    : -1;
+  if (fd < 0) {
+    lib.close();
+    return undefined;
+  }
+  return {
+    sync: async () => {
+      if (await lib.symbols.syncfs(fd) !== 0) {
+        throw new Error(`syncfs failed on the file system of ${dir}`);
+      }
+    },
+    close: () => {
+      lib.symbols.close(fd);
+      lib.close();
+    },
+  };
+}
+
+/** Makes one-chunk files durable in groups (see the module documentation). */
+export class SyncGroups {
+  readonly #fs: FileSystemSync | undefined;
+  readonly #now: () => number;
+  /** The group running its `syncfs`, if any. */
+  #running: Promise<boolean> | undefined;
+  /** The group forming, which starts after the running one. */
+  #forming: Promise<boolean> | undefined;
+  #pausedUntil = -Infinity;
+  #failed = false;
+  #closed = false;
+  /** Groups made durable so far. */
+  groups = 0;
+
+  constructor(fs: FileSystemSync | undefined, now: () => number = Date.now) {
+    this.#fs = fs;
+    this.#now = now;
+  }
+
+  /**
+   * Call once a file's writes have returned: resolves `true` once a `syncfs` that started after
+   * this call has succeeded (the file is on disk), `false` when the file must be synced on its own.
+   * Never rejects.
+   */
+  join(): Promise<boolean> {
+    const fs = this.#fs;
+    if (!fs || this.#failed || this.#closed || this.#now() < this.#pausedUntil) {
+      return Promise.resolve(false);
+    }
+    if (this.#forming) return this.#forming;
+    const run = async () => {
+      this.#forming = undefined;
+      if (this.#failed || this.#closed) return false;
+      const start = this.#now();
+      try {
+        await fs.sync();
+      } catch {
+        this.#failed = true;
+        return false;
+      }
+      this.groups++;
+      if (this.#now() - start > SLOW_SYNC_MS) this.#pausedUntil = this.#now() + PAUSE_MS;
+      return true;
+    };
+    // Files written on this turn of the event loop join before it starts.
+    const forming = (this.#running ?? Promise.resolve(true))
+      .then(() => new Promise<void>((resolve) => setTimeout(resolve, 0)))
+      .then(run);
+    this.#forming = forming;
+    this.#running = forming;
+    return forming;
+  }
+
+  /** Stops grouping; the file system handle is released once the running group has ended. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#running;
+    this.#fs?.close();
+  }
+}
