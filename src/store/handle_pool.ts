@@ -73,7 +73,6 @@ interface Entry {
   handle: Deno.FsFile;
   users: number;
   pinned: boolean;
-  lastUsed: number;
 }
 
 function closeQuietly(file: Deno.FsFile): void {
@@ -93,8 +92,8 @@ function outOfDescriptors(error: unknown): boolean {
 /** A bounded set of open file handles, keyed by the caller. */
 export class HandlePool {
   readonly limit: number;
+  /** Least recently used first: a handle moves to the end each time it is used. */
   #entries = new Map<string, Entry>();
-  #clock = 0;
 
   /** A pool that keeps at most `limit` idle handles open. */
   constructor(limit = 64) {
@@ -127,14 +126,15 @@ export class HandlePool {
       // Another operation may have opened it meanwhile: keep one.
       entry = this.#entries.get(key);
       if (entry === undefined) {
-        entry = { handle, users: 0, pinned: false, lastUsed: 0 };
+        entry = { handle, users: 0, pinned: false };
         this.#entries.set(key, entry);
       } else {
         handle.close();
       }
     }
     entry.users++;
-    entry.lastUsed = ++this.#clock;
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
     try {
       return await task(entry.handle);
     } finally {
@@ -163,11 +163,10 @@ export class HandlePool {
   }
 
   #trim(target: number): void {
-    const idle = [...this.#entries].filter(([, e]) => e.users === 0 && !e.pinned)
-      .sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
-    for (const [key, entry] of idle) {
+    // In use order, without sorting: this runs after every use while the pool is over its limit.
+    for (const [key, entry] of this.#entries) {
       if (this.#entries.size <= target) break;
-      if (this.#entries.get(key) !== entry || entry.users > 0 || entry.pinned) continue;
+      if (entry.users > 0 || entry.pinned) continue;
       this.#entries.delete(key);
       closeQuietly(entry.handle);
     }
