@@ -299,6 +299,8 @@ export class FileAssembler {
   #dirsToSync = new Set<string>();
   #realOutputDir = "";
   #safeDirs = new Set<string>();
+  /** Folders of the output tree this run created: what is in them, it published (or was put there since). */
+  #madeDirs = new Set<string>();
   #givenUp = 0;
   #flushing: Promise<void> = Promise.resolve();
   /** The flush queued behind the running one, not started yet. */
@@ -677,6 +679,9 @@ export class FileAssembler {
     fileHash: Uint8Array,
   ): Promise<CompletedRecord | undefined> {
     const final = join(this.#outputDir, target.path);
+    // In a folder this run created, a file it did not publish was put there by someone else since:
+    // it is rebuilt over, as a file with other content would be.
+    if (this.#madeDirs.has(dirname(final))) return undefined;
     // Most paths are new: `existsSync` answers without building an error (0.6 µs against 8 µs
     // for a throwing `lstatSync` here). It follows links, so the lstat below still decides.
     if (!existsSync(final)) return undefined;
@@ -1013,6 +1018,7 @@ export class FileAssembler {
       real === realState || real.startsWith(realState + sep)
     ) {
       this.#safeDirs.clear();
+      this.#madeDirs.clear();
       throw new BadChunkError(
         `its folder ${dirname(final)} now leads outside the output directory (to ${real})`,
       );
@@ -1037,8 +1043,8 @@ export class FileAssembler {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
       }
       if (info === undefined) {
-        await Deno.mkdir(current).catch((error) => {
-          if (error instanceof Deno.errors.AlreadyExists) return;
+        const made = await Deno.mkdir(current).then(() => true, (error) => {
+          if (error instanceof Deno.errors.AlreadyExists) return false;
           // A folder of the tree refusing it is this file's problem; the output directory
           // itself refusing it concerns every file.
           if (isPlaceError(error) && dirname(current) !== this.#outputDir) {
@@ -1046,6 +1052,7 @@ export class FileAssembler {
           }
           throw error;
         });
+        if (made) this.#madeDirs.add(current);
       } else if (info.isSymlink) {
         const real = await Deno.realPath(current);
         const realState = join(this.#realOutputDir, STATE_DIR_NAME);

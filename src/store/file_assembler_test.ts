@@ -257,6 +257,32 @@ Deno.test("a final file already on disk with the chunk's hash is not rebuilt aga
   await assembler.close();
 });
 
+Deno.test("in a folder this run created, only what it published counts as already there", async () => {
+  await using t = await setup();
+  const { dir, assembler } = t;
+  const first = random(5_000, 13);
+  assert.equal(
+    (await add(assembler, makeChunks(first, 16384, { subdir: "new" })[0]!)).status,
+    "completed",
+  );
+  // Put there by someone else since: rebuilt over, with the same bytes.
+  const other = random(6_000, 14);
+  await Deno.writeFile(join(dir, "new", "g.dat"), other);
+  const chunk = makeChunks(other, 16384, { subdir: "new", name: "g.dat" })[0]!;
+  assert.equal((await add(assembler, chunk)).status, "completed");
+  assert.deepEqual(await Deno.readFile(join(dir, "new", "g.dat")), other);
+  // What it published is known without looking at the disk.
+  const again = makeChunks(first, 16384, { subdir: "new" })[0]!;
+  assert.equal((await add(assembler, again)).status, "duplicate");
+  // After a restart the folder is no longer this run's: the file on disk is recognised.
+  await assembler.close();
+  const reopened = await t.reopen();
+  const unknown = random(7_000, 15);
+  await Deno.writeFile(join(dir, "new", "h.dat"), unknown);
+  const known = makeChunks(unknown, 16384, { subdir: "new", name: "h.dat" })[0]!;
+  assert.equal((await add(reopened, known)).status, "duplicate");
+});
+
 Deno.test("a folder that is a symlink out of the output directory is refused", async () => {
   await using t = await setup();
   const { dir, assembler } = t;
