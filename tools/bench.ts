@@ -21,7 +21,10 @@
  *    SHA-512s, then deleted; a tree of 1,000 files or more (W3) is deleted only after the workload's
  *    last run, with the source tree: ext4 without a journal (this machine's file system) skips
  *    inodes freed in the last 60-300 s when it allocates new ones, and deleting 20,000 files just
- *    before a run made that run's file creations take seconds longer, whichever tool it was;
+ *    before a run made that run's file creations take seconds longer, whichever tool it was.
+ *    Before each run, `sync` (not timed) writes out what the producer or the last run left dirty
+ *    in the page cache, so that no run pays for another's writes: the reference does not sync the
+ *    files it writes, and this program's sync groups (`syncfs`) would write them out;
  * 4. the topic and the consumer groups are deleted.
  *
  * Then one table: medians, MB/s, files/s, peak RSS and the ratios ours/OpenMSIStream and
@@ -269,6 +272,15 @@ async function deleteGroups(admin: Admin, ids: string[], patienceMs: number): Pr
   }
 }
 
+/**
+ * Writes out everything dirty in the page cache (`sync`, not timed), so that a run does not pay for
+ * what the producer or the run before it left unwritten.
+ */
+async function settleDisk(): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  await new Deno.Command("sync", { stdout: "null", stderr: "null" }).output().catch(() => {});
+}
+
 async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
@@ -415,6 +427,7 @@ async function main(): Promise<number> {
         const record: RunRecord = { workload: id, tool, run, checked: false };
         if (tool === "rekey") topics.add(rekeyedTopic);
         try {
+          await settleDisk();
           const runs = toolRun(tool, {
             bootstrap,
             topic,

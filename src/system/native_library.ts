@@ -1,6 +1,7 @@
 /**
  * Loading a system library through FFI, only where the program is allowed to: the optional native
- * paths (the page cache, SHA-512 from libcrypto) use it, and each has a portable fallback.
+ * paths (dropping pages from the page cache, sync groups, SHA-512 from libcrypto) use it, and each
+ * has a portable fallback.
  *
  * @module
  */
