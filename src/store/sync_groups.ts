@@ -15,6 +15,9 @@
  * Where that cannot be said, the file is synced on its own (`join` resolves `false`):
  *
  * - no `syncfs`: not Linux 5.8 or later, or no FFI permission for libc;
+ * - a file system other than ext4, XFS and Btrfs, whose `syncfs` also makes the data durable: a
+ *   FUSE or network file system may only hand its dirty pages over, where `fdatasync` asks it to
+ *   make them durable;
  * - after a `syncfs` failed, for good: the error it reported may belong to a file of a later
  *   group, and that file's own descriptor reports it to its `fdatasync`;
  * - for {@linkcode PAUSE_MS} after a `syncfs` took longer than {@linkcode SLOW_SYNC_MS}: it also
@@ -37,6 +40,13 @@ export const SLOW_SYNC_MS = 250;
 /** How long files are synced one by one after a slow `syncfs`. */
 export const PAUSE_MS = 60_000;
 
+/** File systems (`statfs` magic numbers) whose `syncfs` makes what it writes out durable. */
+export const SYNCFS_FILE_SYSTEMS: ReadonlyMap<bigint, string> = new Map([
+  [0xef53n, "ext4"], // also ext2 and ext3
+  [0x58465342n, "XFS"],
+  [0x9123683en, "Btrfs"],
+]);
+
 /** True for a Linux release (`uname -r`) whose `syncfs` reports write-back errors: 5.8 and later. */
 export function reportsSyncfsErrors(release: string): boolean {
   const match = /^(\d+)\.(\d+)/.exec(release);
@@ -47,13 +57,15 @@ export function reportsSyncfsErrors(release: string): boolean {
 
 /**
  * `syncfs(2)` on the file system holding `dir`, or `undefined` where it cannot be trusted or used
- * (not Linux 5.8 or later, no FFI permission for libc, or `dir` cannot be opened). Never prompts.
+ * (not Linux 5.8 or later, no FFI permission for libc, `dir` cannot be opened, or its file system is
+ * not one of {@linkcode SYNCFS_FILE_SYSTEMS}). Never prompts.
  * Write-back errors are those since this call.
  */
 export function fileSystemSync(dir: string): FileSystemSync | undefined {
   const lib = openNativeLibrary(["libc.so.6"], LIBC_PATHS, {
     uname: { parameters: ["buffer"], result: "i32" },
     open: { parameters: ["buffer", "i32"], result: "i32" },
+    fstatfs: { parameters: ["i32", "buffer"], result: "i32" },
     syncfs: { parameters: ["i32"], result: "i32", nonblocking: true },
     close: { parameters: ["i32"], result: "i32" },
   });
@@ -67,7 +79,13 @@ export function fileSystemSync(dir: string): FileSystemSync | undefined {
   const fd = reportsSyncfsErrors(release)
     ? lib.symbols.open(new TextEncoder().encode(`${dir}\0`), 0o2000000)
     : -1;
-  if (fd < 0) {
+  // struct statfs (120 bytes on x86-64 and ARM64) starts with the file system's type, 8 bytes.
+  const stats = new Uint8Array(256);
+  const type = fd >= 0 && lib.symbols.fstatfs(fd, stats) === 0
+    ? new DataView(stats.buffer).getBigInt64(0, true)
+    : -1n;
+  if (!SYNCFS_FILE_SYSTEMS.has(type)) {
+    if (fd >= 0) lib.symbols.close(fd);
     lib.close();
     return undefined;
   }

@@ -174,3 +174,13 @@ Deno.test({
   permissions: { read: true, ffi: false },
   fn: () => assert.equal(fileSystemSync("."), undefined),
 });
+
+Deno.test({
+  name: "syncfs is not used on file systems that may not make its writes durable",
+  ignore: Deno.build.os !== "linux",
+  fn: () => {
+    // procfs and sysfs stand for the others (FUSE, network file systems).
+    assert.equal(fileSystemSync("/proc"), undefined);
+    assert.equal(fileSystemSync("/sys"), undefined);
+  },
+});
