@@ -299,7 +299,10 @@ export class FileAssembler {
   #dirsToSync = new Set<string>();
   #realOutputDir = "";
   #safeDirs = new Set<string>();
-  /** Folders of the output tree this run created: what is in them, it published (or was put there since). */
+  /**
+   * Folders of the output tree this run created: what is in them, this run published (or someone
+   * put there since).
+   */
   #madeDirs = new Set<string>();
   #givenUp = 0;
   #flushing: Promise<void> = Promise.resolve();
