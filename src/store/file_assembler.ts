@@ -326,7 +326,13 @@ export class FileAssembler {
   /** Creates the state folders and resumes the files an earlier run left in progress. */
   async open(): Promise<void> {
     await Deno.mkdir(this.#partialDir, { recursive: true });
-    if (this.#ownGroups) this.#groups = new SyncGroups(fileSystemSync(this.#partialDir));
+    if (this.#ownGroups) {
+      this.#groups = new SyncGroups(
+        fileSystemSync(this.#partialDir),
+        Date.now,
+        (message, failure) => failure ? this.#logger.warning(message) : this.#logger.info(message),
+      );
+    }
     this.#realOutputDir = await Deno.realPath(this.#outputDir);
     await this.#completed.load();
     const names = new Set<string>();

@@ -106,6 +106,7 @@ export function fileSystemSync(dir: string): FileSystemSync | undefined {
 export class SyncGroups {
   readonly #fs: FileSystemSync | undefined;
   readonly #now: () => number;
+  readonly #tell: (message: string, failure: boolean) => void;
   /** The group running its `syncfs`, if any. */
   #running: Promise<boolean> | undefined;
   /** The group forming, which starts after the running one. */
@@ -116,9 +117,15 @@ export class SyncGroups {
   /** Groups made durable so far. */
   groups = 0;
 
-  constructor(fs: FileSystemSync | undefined, now: () => number = Date.now) {
+  /** `tell` hears, in a sentence, when groups stop for good (`failure`) or for a while. */
+  constructor(
+    fs: FileSystemSync | undefined,
+    now: () => number = Date.now,
+    tell: (message: string, failure: boolean) => void = () => {},
+  ) {
     this.#fs = fs;
     this.#now = now;
+    this.#tell = tell;
   }
 
   /**
@@ -138,12 +145,29 @@ export class SyncGroups {
       const start = this.#now();
       try {
         await fs.sync();
-      } catch {
+      } catch (error) {
         this.#failed = true;
+        this.#tell(
+          `${
+            error instanceof Error ? error.message : error
+          }: a write to that file system failed. Files of one chunk are now synced one by one, and each reports its own error`,
+          true,
+        );
         return false;
       }
       this.groups++;
-      if (this.#now() - start > SLOW_SYNC_MS) this.#pausedUntil = this.#now() + PAUSE_MS;
+      const took = this.#now() - start;
+      if (took > SLOW_SYNC_MS) {
+        this.#pausedUntil = this.#now() + PAUSE_MS;
+        this.#tell(
+          `syncfs took ${
+            Math.round(took)
+          } ms (other programs are writing to the same file system): files of one chunk are synced one by one for the next ${
+            PAUSE_MS / 1000
+          } s`,
+          false,
+        );
+      }
       return true;
     };
     // Files written on this turn of the event loop join before it starts.

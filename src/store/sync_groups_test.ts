@@ -76,7 +76,8 @@ Deno.test("a file that joins while a syncfs runs waits for the next one, which s
 Deno.test("after a failed syncfs every file is synced on its own, for good", async () => {
   const fs = new FakeFs();
   let now = 0;
-  const groups = new SyncGroups(fs, () => now);
+  const told: [string, boolean][] = [];
+  const groups = new SyncGroups(fs, () => now, (message, failure) => told.push([message, failure]));
   const first = groups.join();
   await settle();
   const second = groups.join(); // forming behind the failing one
@@ -86,13 +87,18 @@ Deno.test("after a failed syncfs every file is synced on its own, for good", asy
   now += 10 * PAUSE_MS;
   assert.equal(await groups.join(), false);
   assert.equal(fs.syncs, 1);
+  assert.deepEqual(told, [[
+    "EIO: a write to that file system failed. Files of one chunk are now synced one by one, and each reports its own error",
+    true,
+  ]]);
   await groups.close();
 });
 
 Deno.test("a slow syncfs pauses the groups: files are synced on their own for a while", async () => {
   const fs = new FakeFs();
   let now = 0;
-  const groups = new SyncGroups(fs, () => now);
+  const told: [string, boolean][] = [];
+  const groups = new SyncGroups(fs, () => now, (message, failure) => told.push([message, failure]));
   const slow = groups.join();
   await settle();
   now += SLOW_SYNC_MS + 1;
@@ -105,6 +111,12 @@ Deno.test("a slow syncfs pauses the groups: files are synced on their own for a 
   fs.end();
   assert.equal(await resumed, true);
   assert.equal(fs.syncs, 2);
+  assert.deepEqual(told, [[
+    `syncfs took ${
+      SLOW_SYNC_MS + 1
+    } ms (other programs are writing to the same file system): files of one chunk are synced one by one for the next 60 s`,
+    false,
+  ]]);
   await groups.close();
 });
 
