@@ -16,7 +16,7 @@
  * @module
  */
 
-import { LIBC_PATHS } from "../src/store/page_cache.ts";
+import { LIBC_PATHS } from "../src/system/native_library.ts";
 import { LIBCRYPTO_PATHS } from "../src/wire/sha512.ts";
 
 /** The environment variables the binary may read (`*`: any suffix). */

@@ -7,7 +7,8 @@ import { BadChunkError, FileAssembler, type FileAssemblerOptions } from "./file_
 import { Logger } from "../console/logger.ts";
 import { Quarantine } from "./quarantine.ts";
 import { type FileSystemSync, fileSystemSync, SyncGroups } from "./sync_groups.ts";
-import { LIBC_PATHS, pageCacheDropper } from "./page_cache.ts";
+import { pageCacheDropper } from "./page_cache.ts";
+import { LIBC_PATHS } from "../system/native_library.ts";
 import { CAN_SEE_PAGE_CACHE, residentPages } from "../../tests/_resident.ts";
 import {
   DARWIN_RULES,

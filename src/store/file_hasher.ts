@@ -15,8 +15,8 @@
  * @module
  */
 
-import { type DropCached, LIBC_PATHS, pageCacheDropper } from "./page_cache.ts";
-import { openNativeLibrary } from "../system/native_library.ts";
+import { type DropCached, pageCacheDropper } from "./page_cache.ts";
+import { LIBC_PATHS, openNativeLibrary } from "../system/native_library.ts";
 import {
   createSha512,
   LIBCRYPTO_NAMES,

@@ -12,16 +12,14 @@
  * out), so nothing is ever lost, and a dropped page is read back from the disk if it is needed
  * again. It is a hint and its failures are ignored.
  *
- * This needs libc, on Linux, through FFI: with `--allow-ffi` (or `--allow-ffi=` a libc path in
- * {@linkcode LIBC_PATHS}) it is used, and otherwise {@linkcode pageCacheDropper} returns
- * `undefined` without prompting and everything else works the same.
+ * This needs libc, on Linux, through FFI: with `--allow-ffi`, or `--allow-ffi=` a libc path in
+ * `LIBC_PATHS` (`native_library.ts`), it is used, and otherwise {@linkcode pageCacheDropper}
+ * returns `undefined` without prompting and everything else works the same.
  *
  * @module
  */
 
 import { openNativeLibrary } from "../system/native_library.ts";
-
-export { LIBC_PATHS } from "../system/native_library.ts";
 
 /** Drops the cached pages of bytes `[0, length)` of `path` that are on disk already. */
 export type DropCached = (path: string, length: number) => void;
@@ -31,7 +29,7 @@ export type DropCached = (path: string, length: number) => void;
  * FFI permission for libc, or no libc found. Never prompts.
  *
  * It refers to nothing outside itself but {@linkcode openNativeLibrary}: the hashing worker runs
- * their source, with `paths` = {@linkcode LIBC_PATHS}.
+ * their source, with `paths` = `LIBC_PATHS` (`native_library.ts`).
  */
 export function pageCacheDropper(paths: readonly string[]): DropCached | undefined {
   const lib = openNativeLibrary(["libc.so.6"], paths, {

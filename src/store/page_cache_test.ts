@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { existsSync } from "node:fs";
-import { LIBC_PATHS, pageCacheDropper } from "./page_cache.ts";
+import { pageCacheDropper } from "./page_cache.ts";
+import { LIBC_PATHS } from "../system/native_library.ts";
 import { CAN_SEE_PAGE_CACHE, residentPages } from "../../tests/_resident.ts";
 
 const MIB = 1024 * 1024;

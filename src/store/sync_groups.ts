@@ -75,16 +75,18 @@ export function fileSystemSync(dir: string): FileSystemSync | undefined {
   const release = lib.symbols.uname(names) === 0
     ? new TextDecoder().decode(names.subarray(130, 195)).replace(/\0.*$/s, "")
     : "";
+  if (!reportsSyncfsErrors(release)) {
+    lib.close();
+    return undefined;
+  }
   // O_RDONLY | O_CLOEXEC, as on x86-64 and ARM64 Linux.
-  const fd = reportsSyncfsErrors(release)
-    ? lib.symbols.open(new TextEncoder().encode(`${dir}\0`), 0o2000000)
-    : -1;
+  const fd = lib.symbols.open(new TextEncoder().encode(`${dir}\0`), 0o2000000);
   // struct statfs (120 bytes on x86-64 and ARM64) starts with the file system's type, 8 bytes.
   const stats = new Uint8Array(256);
-  const type = fd >= 0 && lib.symbols.fstatfs(fd, stats) === 0
-    ? new DataView(stats.buffer).getBigInt64(0, true)
-    : -1n;
-  if (!SYNCFS_FILE_SYSTEMS.has(type)) {
+  if (
+    fd < 0 || lib.symbols.fstatfs(fd, stats) !== 0 ||
+    !SYNCFS_FILE_SYSTEMS.has(new DataView(stats.buffer).getBigInt64(0, true))
+  ) {
     if (fd >= 0) lib.symbols.close(fd);
     lib.close();
     return undefined;

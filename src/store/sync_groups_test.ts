@@ -7,7 +7,8 @@ import {
   SLOW_SYNC_MS,
   SyncGroups,
 } from "./sync_groups.ts";
-import { LIBC_PATHS, pageCacheDropper } from "./page_cache.ts";
+import { pageCacheDropper } from "./page_cache.ts";
+import { LIBC_PATHS } from "../system/native_library.ts";
 import { CAN_SEE_PAGE_CACHE, residentPages } from "../../tests/_resident.ts";
 
 /** A file system whose syncs are counted, and end when the test says. */
