@@ -9,6 +9,7 @@ import { Quarantine } from "./quarantine.ts";
 import { type FileSystemSync, fileSystemSync, SyncGroups } from "./sync_groups.ts";
 import { pageCacheDropper } from "./page_cache.ts";
 import { LIBC_PATHS } from "../system/native_library.ts";
+import { LibcFiles } from "../system/libc_files.ts";
 import { CAN_SEE_PAGE_CACHE, residentPages } from "../../tests/_resident.ts";
 import {
   DARWIN_RULES,
@@ -898,6 +899,19 @@ async function manySmallFiles(assembler: FileAssembler, dir: string, n: number) 
   return files;
 }
 
+/** libc's file calls (these tests may write anywhere), recording the paths they open. */
+function countingLibc(): { libc: LibcFiles; opened: string[]; [Symbol.dispose](): void } {
+  const libc = LibcFiles.forFolder(Deno.cwd());
+  assert.ok(libc, "libc's file calls on this system");
+  const opened: string[] = [];
+  const open = libc.open.bind(libc);
+  libc.open = (path, flags) => {
+    opened.push(path);
+    return open(path, flags);
+  };
+  return { libc, opened, [Symbol.dispose]: () => libc.close() };
+}
+
 /** True when none of the file's pages is dirty: the kernel then lets them all go. */
 function clean(path: string, length: number): boolean {
   pageCacheDropper(LIBC_PATHS)!(path, length);
@@ -911,9 +925,19 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "assembler_test_" });
     const counting = new CountingSync(fileSystemSync(dir));
     assert.ok(counting.real, "syncfs on this system");
-    await using t = await setup({ syncGroups: new SyncGroups(counting) });
+    using libc = countingLibc();
+    await using t = await setup({ syncGroups: new SyncGroups(counting), libcFiles: libc.libc });
     const files = await manySmallFiles(t.assembler, t.dir, 20);
     assert.ok(counting.syncs >= 1 && counting.syncs < 20, `${counting.syncs} syncfs for 20 files`);
+    // Written through libc, which skips Deno's per-path permission check; a file of two chunks
+    // (synced on its own) is not.
+    assert.equal(libc.opened.length, 20);
+    const two = random(1000, 7);
+    for (const c of makeChunks(two, 600, { subdir: "small", name: "two.bin" })) {
+      await add(t.assembler, c);
+    }
+    assert.deepEqual(await Deno.readFile(join(t.dir, "small", "two.bin")), two);
+    assert.equal(libc.opened.length, 20);
     for (const f of files) {
       assert.ok(clean(f.path, f.bytes.length), `${f.path} is on disk`);
       assert.deepEqual(await Deno.readFile(f.path), f.bytes);
@@ -927,9 +951,12 @@ Deno.test({
   ignore: !CAN_SEE_PAGE_CACHE,
   fn: async () => {
     const failing = new CountingSync(undefined, true);
-    await using t = await setup({ syncGroups: new SyncGroups(failing) });
+    using libc = countingLibc();
+    await using t = await setup({ syncGroups: new SyncGroups(failing), libcFiles: libc.libc });
     const files = await manySmallFiles(t.assembler, t.dir, 20);
     assert.equal(failing.syncs, 1, "no syncfs after one failed");
+    // Opened through libc while groups were running: each synced with its own fdatasync.
+    assert.equal(libc.opened.length, 20);
     for (const f of files) {
       assert.ok(clean(f.path, f.bytes.length), `${f.path} is on disk`);
       assert.deepEqual(await Deno.readFile(f.path), f.bytes);

@@ -7,9 +7,11 @@
  * happened, so a dirty file keeps its descriptor until it is synced). When the system runs out
  * of descriptors (EMFILE, ENFILE), idle handles are closed and the open is tried once more.
  *
- * Handles are Deno files, whose reads, writes and syncs run on the runtime's worker threads (the
- * `node:fs/promises` handles write on the main thread). A file has one position: the caller runs
- * one positional read or write ({@linkcode writeAt}, {@linkcode readAt}) at a time per file.
+ * Handles are Deno files by default, whose large writes and syncs run on the runtime's worker
+ * threads (the `node:fs/promises` handles write on the main thread); a caller may open a file
+ * another way (`libc_files.ts`). A Deno file has one position: the caller runs one positional
+ * read or write ({@linkcode PartialFile.writeAt}, {@linkcode PartialFile.readAt}) at a time per
+ * file.
  *
  * @module
  */
@@ -17,23 +19,19 @@
 /** How a partial file is opened: `"w+"` creates a fresh file, `"r+"` opens an existing one. */
 export type OpenFlags = "r+" | "w+";
 
-/**
- * Opens synchronously: an open is a metadata call of microseconds, and the asynchronous call's
- * hop to a blocking thread and back costs the event loop more than the call itself (many small
- * files).
- */
-function open(path: string, flags: OpenFlags): Promise<Deno.FsFile> {
-  try {
-    return Promise.resolve(Deno.openSync(
-      path,
-      flags === "w+"
-        ? { read: true, write: true, create: true, truncate: true }
-        : { read: true, write: true },
-    ));
-  } catch (error) {
-    return Promise.reject(error);
-  }
+/** An open partial file: what the pool's users do with it. */
+export interface PartialFile {
+  /** Writes all of `data` at `position`. */
+  writeAt(data: Uint8Array, position: number): Promise<void>;
+  /** Reads into `buffer` from `position`; resolves to the bytes read (0 at the end). */
+  readAt(buffer: Uint8Array, position: number): Promise<number>;
+  /** Makes the file's data durable. */
+  syncData(): Promise<void>;
+  close(): void;
 }
+
+/** Opens a partial file (synchronously; it throws as Deno's file calls do). */
+export type Opener = (path: string, flags: OpenFlags) => PartialFile;
 
 /**
  * Writes up to this many bytes synchronously: a copy into the page cache, well under a
@@ -42,40 +40,66 @@ function open(path: string, flags: OpenFlags): Promise<Deno.FsFile> {
  */
 const SYNC_WRITE_BYTES = 1024 * 1024;
 
-/** Writes all of `data` at `position` of `file`. */
-export async function writeAt(
-  file: Deno.FsFile,
-  data: Uint8Array,
-  position: number,
-): Promise<void> {
-  if (data.length <= SYNC_WRITE_BYTES) {
-    file.seekSync(position, Deno.SeekMode.Start);
-    let written = 0;
-    while (written < data.length) written += file.writeSync(data.subarray(written));
-    return;
+/** A Deno file, which remembers its position so that a write where the last one ended needs no seek. */
+class DenoFile implements PartialFile {
+  readonly #file: Deno.FsFile;
+  #position = 0;
+
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
   }
-  await file.seek(position, Deno.SeekMode.Start);
-  let written = 0;
-  while (written < data.length) written += await file.write(data.subarray(written));
+
+  async writeAt(data: Uint8Array, position: number): Promise<void> {
+    const file = this.#file;
+    const at = this.#position;
+    // Unknown while a write runs: a failed one may have written part of its data.
+    this.#position = -1;
+    let written = 0;
+    if (data.length <= SYNC_WRITE_BYTES) {
+      if (position !== at) file.seekSync(position, Deno.SeekMode.Start);
+      while (written < data.length) written += file.writeSync(data.subarray(written));
+    } else {
+      await file.seek(position, Deno.SeekMode.Start);
+      while (written < data.length) written += await file.write(data.subarray(written));
+    }
+    this.#position = position + written;
+  }
+
+  async readAt(buffer: Uint8Array, position: number): Promise<number> {
+    this.#position = -1;
+    await this.#file.seek(position, Deno.SeekMode.Start);
+    return (await this.#file.read(buffer)) ?? 0;
+  }
+
+  syncData(): Promise<void> {
+    return this.#file.syncData();
+  }
+
+  close(): void {
+    this.#file.close();
+  }
 }
 
-/** Reads into `buffer` from `position` of `file`; returns the bytes read (0 at the end). */
-export async function readAt(
-  file: Deno.FsFile,
-  buffer: Uint8Array,
-  position: number,
-): Promise<number> {
-  await file.seek(position, Deno.SeekMode.Start);
-  return (await file.read(buffer)) ?? 0;
-}
+/**
+ * Opens with Deno, synchronously: an open is a metadata call of microseconds, and the asynchronous
+ * call's hop to a blocking thread and back costs the event loop more than the call itself (many
+ * small files).
+ */
+export const denoOpener: Opener = (path, flags) =>
+  new DenoFile(Deno.openSync(
+    path,
+    flags === "w+"
+      ? { read: true, write: true, create: true, truncate: true }
+      : { read: true, write: true },
+  ));
 
 interface Entry {
-  handle: Deno.FsFile;
+  handle: PartialFile;
   users: number;
   pinned: boolean;
 }
 
-function closeQuietly(file: Deno.FsFile): void {
+function closeQuietly(file: PartialFile): void {
   try {
     file.close();
   } catch {
@@ -100,37 +124,32 @@ export class HandlePool {
     this.limit = limit;
   }
 
-  async #open(path: string, flags: OpenFlags): Promise<Deno.FsFile> {
+  #open(path: string, flags: OpenFlags, open: Opener): PartialFile {
     try {
-      return await open(path, flags);
+      return open(path, flags);
     } catch (error) {
       if (!outOfDescriptors(error)) throw error;
       this.#trim(0);
-      return await open(path, flags);
+      return open(path, flags);
     }
   }
 
   /**
    * Runs `task` with the handle of `key` (opening `path` with `flags` when it has none: `"w+"`
-   * creates a fresh file, `"r+"` opens an existing one).
+   * creates a fresh file, `"r+"` opens an existing one) with `open` (default: Deno's).
    */
   async use<T>(
     key: string,
     path: string,
     flags: OpenFlags,
-    task: (handle: Deno.FsFile) => Promise<T>,
+    task: (handle: PartialFile) => Promise<T>,
+    open: Opener = denoOpener,
   ): Promise<T> {
     let entry = this.#entries.get(key);
     if (entry === undefined) {
-      const handle = await this.#open(path, flags);
-      // Another operation may have opened it meanwhile: keep one.
-      entry = this.#entries.get(key);
-      if (entry === undefined) {
-        entry = { handle, users: 0, pinned: false };
-        this.#entries.set(key, entry);
-      } else {
-        handle.close();
-      }
+      const handle = this.#open(path, flags, open);
+      entry = { handle, users: 0, pinned: false };
+      this.#entries.set(key, entry);
     }
     entry.users++;
     this.#entries.delete(key);

@@ -1,20 +1,40 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { HandlePool, readAt, writeAt } from "./handle_pool.ts";
+import { HandlePool } from "./handle_pool.ts";
 
 Deno.test("positional writes and reads land at their offsets", async () => {
   const dir = await Deno.makeTempDir({ prefix: "handle_pool_test_" });
   const pool = new HandlePool(4);
   try {
     const path = join(dir, "f");
-    await pool.use("f", path, "w+", (h) => writeAt(h, new Uint8Array([5, 6]), 10));
-    await pool.use("f", path, "r+", (h) => writeAt(h, new Uint8Array([1, 2, 3]), 0));
+    await pool.use("f", path, "w+", (h) => h.writeAt(new Uint8Array([5, 6]), 10));
+    await pool.use("f", path, "r+", (h) => h.writeAt(new Uint8Array([1, 2, 3]), 0));
     const bytes = await Deno.readFile(path);
     assert.deepEqual([...bytes], [1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 5, 6]);
     const buffer = new Uint8Array(2);
-    assert.equal(await pool.use("f", path, "r+", (h) => readAt(h, buffer, 10)), 2);
+    assert.equal(await pool.use("f", path, "r+", (h) => h.readAt(buffer, 10)), 2);
     assert.deepEqual([...buffer], [5, 6]);
-    assert.equal(await pool.use("f", path, "r+", (h) => readAt(h, buffer, 12)), 0);
+    assert.equal(await pool.use("f", path, "r+", (h) => h.readAt(buffer, 12)), 0);
+  } finally {
+    pool.closeAll();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a write where the last one ended skips the seek; after a read or elsewhere it seeks", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "handle_pool_test_" });
+  const pool = new HandlePool(4);
+  try {
+    const path = join(dir, "f");
+    const write = (bytes: number[], at: number) =>
+      pool.use("f", path, "w+", (h) => h.writeAt(new Uint8Array(bytes), at));
+    await write([1, 2, 3], 0);
+    await write([4], 3);
+    await pool.use("f", path, "r+", (h) => h.readAt(new Uint8Array(2), 0));
+    await write([9], 4); // the read left the position at 2
+    await write([8], 3);
+    await write([7], 0);
+    assert.deepEqual([...await Deno.readFile(path)], [7, 2, 3, 8, 9]);
   } finally {
     pool.closeAll();
     await Deno.remove(dir, { recursive: true });
@@ -26,7 +46,7 @@ Deno.test("past its limit the pool closes the least recently used idle handle, n
   const pool = new HandlePool(2);
   try {
     const open = (key: string) =>
-      pool.use(key, join(dir, key), "w+", (h) => writeAt(h, new Uint8Array([1]), 0));
+      pool.use(key, join(dir, key), "w+", (h) => h.writeAt(new Uint8Array([1]), 0));
     await open("a");
     pool.pin("a", true); // written, not yet synced: its descriptor must stay
     await open("b");
@@ -59,7 +79,7 @@ Deno.test({
     try {
       // A child with 64 descriptors: 30 idle pool handles, the rest taken by other files.
       const script = `
-        import { HandlePool, writeAt } from ${
+        import { HandlePool } from ${
         JSON.stringify(new URL("./handle_pool.ts", import.meta.url).href)
       };
         const dir = ${JSON.stringify(dir)};
@@ -73,7 +93,7 @@ Deno.test({
         } catch (error) {
           if (!/os error 24|Too many open files/.test(String(error))) throw error;
         }
-        await pool.use("new", dir + "/new", "w+", (h) => writeAt(h, new Uint8Array([7]), 0));
+        await pool.use("new", dir + "/new", "w+", (h) => h.writeAt(new Uint8Array([7]), 0));
         console.log("opened with", pool.size, "handles in the pool");
       `;
       const child = await new Deno.Command("prlimit", {

@@ -130,6 +130,12 @@ export class SyncGroups {
     this.#tell = tell;
   }
 
+  /** True while a file joining now would be grouped (not failed, paused or closed, and a `syncfs`). */
+  get grouping(): boolean {
+    return this.#fs !== undefined && !this.#failed && !this.#closed &&
+      this.#now() >= this.#pausedUntil;
+  }
+
   /**
    * Call once a file's writes have returned: resolves `true` once a `syncfs` that started after
    * this call has succeeded (the file is on disk), `false` when the file must be synced on its own.
@@ -137,9 +143,7 @@ export class SyncGroups {
    */
   join(): Promise<boolean> {
     const fs = this.#fs;
-    if (!fs || this.#failed || this.#closed || this.#now() < this.#pausedUntil) {
-      return Promise.resolve(false);
-    }
+    if (!fs || !this.grouping) return Promise.resolve(false);
     if (this.#forming) return this.#forming;
     const run = async () => {
       this.#forming = undefined;

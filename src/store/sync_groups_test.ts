@@ -79,11 +79,13 @@ Deno.test("after a failed syncfs every file is synced on its own, for good", asy
   let now = 0;
   const told: [string, boolean][] = [];
   const groups = new SyncGroups(fs, () => now, (message, failure) => told.push([message, failure]));
+  assert.ok(groups.grouping);
   const first = groups.join();
   await settle();
   const second = groups.join(); // forming behind the failing one
   fs.end(new Error("EIO"));
   assert.equal(await first, false);
+  assert.ok(!groups.grouping);
   assert.equal(await second, false, "its writes may have failed in the first one's window");
   now += 10 * PAUSE_MS;
   assert.equal(await groups.join(), false);
@@ -105,8 +107,10 @@ Deno.test("a slow syncfs pauses the groups: files are synced on their own for a 
   now += SLOW_SYNC_MS + 1;
   fs.end();
   assert.equal(await slow, true, "it succeeded: its files are on disk");
+  assert.ok(!groups.grouping);
   assert.equal(await groups.join(), false);
   now += PAUSE_MS;
+  assert.ok(groups.grouping);
   const resumed = groups.join();
   await settle();
   fs.end();
@@ -123,9 +127,11 @@ Deno.test("a slow syncfs pauses the groups: files are synced on their own for a 
 
 Deno.test("without syncfs, and once closed, joining returns false at once", async () => {
   assert.equal(await new SyncGroups(undefined).join(), false);
+  assert.ok(!new SyncGroups(undefined).grouping);
   const fs = new FakeFs();
   const groups = new SyncGroups(fs);
   await groups.close();
+  assert.ok(!groups.grouping);
   assert.equal(await groups.join(), false);
   assert.equal(fs.syncs, 0);
   assert.ok(fs.closed);
