@@ -863,8 +863,15 @@ export class FileAssembler {
     const base = join(this.#partialDir, id);
     // A one-chunk file joining a sync group needs no fdatasync of its own: libc's calls, which
     // skip Deno's per-path permission check, can open and write it.
-    const open = isSingleChunk(file) && this.#groups.grouping ? this.#libcOpener : undefined;
-    await this.#pool.use(id, `${base}.data`, "w+", () => Promise.resolve(), open);
+    const single = isSingleChunk(file);
+    const open = single && this.#groups.grouping ? this.#libcOpener : undefined;
+    // A one-chunk file's one write follows: its descriptor stays until it is published (hundreds
+    // of records in flight would otherwise push it out of the pool before that write, which would
+    // open it again).
+    await this.#pool.use(id, `${base}.data`, "w+", () => {
+      if (single) this.#pool.pin(id, true);
+      return Promise.resolve();
+    }, open);
     // The journal exists before the description is written (whose folder sync makes both durable).
     // A one-chunk file has neither: see #syncNow.
     if (!isSingleChunk(file)) await Deno.writeFile(`${base}.offsets`, new Uint8Array());
@@ -920,7 +927,8 @@ export class FileAssembler {
     }
     if (file.writes === writes) {
       file.dirty = false;
-      this.#pool.pin(file.id, false);
+      // A one-chunk file is published next, which sets its mtime through this descriptor.
+      if (!single) this.#pool.pin(file.id, false);
     }
   }
 
@@ -981,19 +989,22 @@ export class FileAssembler {
       );
       return { status: "mismatch", path, keptAt };
     }
-    this.#pool.close(file.id);
     const final = join(this.#outputDir, path);
     try {
-      await this.#makeSafeDir(dirname(final));
       // Metadata calls, made synchronously (see handle_pool.ts's open).
       if (file.mtime !== null) {
         const mtime = new Date(file.mtime * 1000);
-        Deno.utimeSync(partial, mtime, mtime);
+        const handle = this.#pool.peek(file.id);
+        if (handle?.setTimes) handle.setTimes(mtime);
+        else Deno.utimeSync(partial, mtime, mtime);
       }
+      this.#pool.close(file.id);
+      await this.#makeSafeDir(dirname(final));
       this.#checkParent(final);
       this.#crash?.("before-publish");
       Deno.renameSync(partial, final);
     } catch (error) {
+      this.#pool.close(file.id);
       // A path that cannot take the file fails it; anything else (a full disk, the output
       // directory itself refusing) is retried.
       const placeFault = isPlaceError(error) && dirname(final) !== this.#outputDir;

@@ -932,6 +932,9 @@ Deno.test({
     // Written through libc, which skips Deno's per-path permission check; a file of two chunks
     // (synced on its own) is not.
     assert.equal(libc.opened.length, 20);
+    for (const f of files) {
+      assert.equal((await Deno.stat(f.path)).mtime?.getTime(), 1700000000500, "its mtime is set");
+    }
     const two = random(1000, 7);
     for (const c of makeChunks(two, 600, { subdir: "small", name: "two.bin" })) {
       await add(t.assembler, c);

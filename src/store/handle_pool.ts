@@ -27,6 +27,8 @@ export interface PartialFile {
   readAt(buffer: Uint8Array, position: number): Promise<number>;
   /** Makes the file's data durable. */
   syncData(): Promise<void>;
+  /** Sets its access and modification times, where the handle can (otherwise: by path). */
+  setTimes?(time: Date): void;
   close(): void;
 }
 
@@ -160,6 +162,11 @@ export class HandlePool {
       entry.users--;
       if (this.#entries.size > this.limit) this.#trim(this.limit);
     }
+  }
+
+  /** The open handle of `key`, if it has one (for a call that needs no pool bookkeeping). */
+  peek(key: string): PartialFile | undefined {
+    return this.#entries.get(key)?.handle;
   }
 
   /** Marks `key` as written since its last sync (`true`) or synced (`false`). */

@@ -1,5 +1,5 @@
 /**
- * Files opened, written and synced through libc's `open`, `pwrite`, `fdatasync` and `close`, for
+ * Files opened, written and synced through libc's `open`, `pwrite`, `fdatasync`, `futimens` and `close`, for
  * the partial files of one-chunk uploads: many small files per second, where each `Deno.open` pays
  * Deno's permission check of its path (a `readlink` per folder level, twice: read and write, about
  * 11 µs of a 35 µs open on the benchmark machine), and a write its `seek`.
@@ -20,6 +20,7 @@ const SYMBOLS = {
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   fdatasync: { parameters: ["i32"], result: "i32" },
+  futimens: { parameters: ["i32", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
@@ -146,6 +147,20 @@ export class LibcFile {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** Sets the file's access and modification times to `time`, as `Deno.utime` would. */
+  setTimes(time: Date): void {
+    const ms = time.getTime();
+    const seconds = Math.floor(ms / 1000);
+    const nanoseconds = (ms - seconds * 1000) * 1_000_000;
+    // Two struct timespec: seconds and nanoseconds, 8 bytes each on x86-64 and ARM64.
+    const times = new BigInt64Array([seconds, nanoseconds, seconds, nanoseconds].map(BigInt));
+    this.#libc.call(
+      "futimens",
+      this.path,
+      () => this.#libc.lib.symbols.futimens(this.#fd, new Uint8Array(times.buffer)),
+    );
   }
 
   /** Closes the descriptor (once). */

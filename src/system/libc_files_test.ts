@@ -36,6 +36,16 @@ Deno.test({
         file.close();
       }
       assert.deepEqual([...await Deno.readFile(path)], [1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 5, 6]);
+      const times = libc.open(path, "r+");
+      try {
+        times.setTimes(new Date(1_700_000_000_123));
+        times.setTimes(new Date(-1500));
+      } finally {
+        times.close();
+      }
+      const info = await Deno.stat(path);
+      assert.equal(info.mtime?.getTime(), -1500);
+      assert.equal(info.atime?.getTime(), -1500);
       const again = libc.open(path, "r+");
       again.close();
       assert.equal((await Deno.stat(path)).size, 12, "r+ keeps the content");
