@@ -1,6 +1,6 @@
 /**
  * The handle pool: open file handles of the partial files, at most {@linkcode HandlePool.limit}
- * of them, closing the least recently used first.
+ * of them besides the pinned ones, closing the least recently used first.
  *
  * A handle is never closed while an operation uses it, nor while it is *pinned* (written since
  * its last sync: on Linux a write-back error is reported only to descriptors open when it
@@ -120,8 +120,10 @@ export class HandlePool {
   readonly limit: number;
   /** Least recently used first: a handle moves to the end each time it is used. */
   #entries = new Map<string, Entry>();
+  /** How many of them are pinned (never closed by the limit). */
+  #pinned = 0;
 
-  /** A pool that keeps at most `limit` idle handles open. */
+  /** A pool that keeps at most `limit` handles open besides the pinned ones. */
   constructor(limit = 64) {
     this.limit = limit;
   }
@@ -160,7 +162,7 @@ export class HandlePool {
       return await task(entry.handle);
     } finally {
       entry.users--;
-      if (this.#entries.size > this.limit) this.#trim(this.limit);
+      if (this.#entries.size - this.#pinned > this.limit) this.#trim(this.limit);
     }
   }
 
@@ -172,7 +174,9 @@ export class HandlePool {
   /** Marks `key` as written since its last sync (`true`) or synced (`false`). */
   pin(key: string, pinned: boolean): void {
     const entry = this.#entries.get(key);
-    if (entry) entry.pinned = pinned;
+    if (entry === undefined || entry.pinned === pinned) return;
+    entry.pinned = pinned;
+    this.#pinned += pinned ? 1 : -1;
   }
 
   /** Closes the handle of `key` (its file is finished); the caller ensures nothing uses it. */
@@ -180,6 +184,7 @@ export class HandlePool {
     const entry = this.#entries.get(key);
     if (entry === undefined) return;
     this.#entries.delete(key);
+    if (entry.pinned) this.#pinned--;
     closeQuietly(entry.handle);
   }
 
@@ -188,10 +193,11 @@ export class HandlePool {
     return this.#entries.size;
   }
 
+  /** Closes idle handles, least recently used first, until at most `target` are not pinned. */
   #trim(target: number): void {
     // In use order, without sorting: this runs after every use while the pool is over its limit.
     for (const [key, entry] of this.#entries) {
-      if (this.#entries.size <= target) break;
+      if (this.#entries.size - this.#pinned <= target) break;
       if (entry.users > 0 || entry.pinned) continue;
       this.#entries.delete(key);
       closeQuietly(entry.handle);
@@ -202,6 +208,7 @@ export class HandlePool {
   closeAll(): void {
     const entries = [...this.#entries.values()];
     this.#entries.clear();
+    this.#pinned = 0;
     for (const e of entries) closeQuietly(e.handle);
   }
 }

@@ -51,12 +51,15 @@ Deno.test("past its limit the pool closes the least recently used idle handle, n
     pool.pin("a", true); // written, not yet synced: its descriptor must stay
     await open("b");
     await open("c");
-    assert.equal(pool.size, 2);
-    // "b" went (least recently used of the idle ones); "a" and "c" are still open: using them
-    // opens nothing (a missing path would fail), while "b" must be opened again.
+    assert.equal(pool.size, 3, "two idle handles besides the pinned one");
+    await open("d");
+    assert.equal(pool.size, 3);
+    // "b" went (least recently used of the idle ones); "a", "c" and "d" are still open: using
+    // them opens nothing (a missing path would fail), while "b" must be opened again.
     const missing = join(dir, "missing");
     await pool.use("a", missing, "r+", () => Promise.resolve());
     await pool.use("c", missing, "r+", () => Promise.resolve());
+    await pool.use("d", missing, "r+", () => Promise.resolve());
     await assert.rejects(
       pool.use("b", missing, "r+", () => Promise.resolve()),
       Deno.errors.NotFound,
@@ -65,6 +68,20 @@ Deno.test("past its limit the pool closes the least recently used idle handle, n
       pool.use("gone", join(dir, "no such file"), "r+", () => Promise.resolve()),
       Deno.errors.NotFound,
     );
+    // Synced, "a" is idle again, and the least recently used: it goes next.
+    pool.pin("a", false);
+    await pool.use("d", missing, "r+", () => Promise.resolve());
+    assert.equal(pool.size, 2);
+    await assert.rejects(
+      pool.use("a", missing, "r+", () => Promise.resolve()),
+      Deno.errors.NotFound,
+    );
+    // A pinned handle closed by its owner no longer counts as pinned.
+    pool.pin("c", true);
+    pool.close("c");
+    await open("e");
+    await open("f");
+    assert.equal(pool.size, 2);
   } finally {
     pool.closeAll();
     await Deno.remove(dir, { recursive: true });
