@@ -26,6 +26,7 @@ import {
   type RefusedPermission,
   refusedPermission,
 } from "./src/store/io_errors.ts";
+import { BatchedWriter } from "./src/console/batched_writer.ts";
 import { Level, Logger } from "./src/console/logger.ts";
 import { quietKafkajsTimerWarnings } from "./src/console/process_warnings.ts";
 import { LOG_FILE_NAME, STATE_DIR_NAME } from "./src/store/safe_path.ts";
@@ -40,8 +41,9 @@ import { dirname, join, resolve } from "node:path";
 /** Exit status of a run stopped dead by an armed crash point. */
 const CRASH_EXIT_CODE = 86;
 
-const encoder = new TextEncoder();
-const printErr = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
+/** Standard error: log lines in one write per turn of the event loop, anything else at once. */
+const stderr = new BatchedWriter((bytes) => Deno.stderr.writeSync(bytes));
+const printErr = (text: string) => stderr.writeNow(text);
 
 /**
  * The modules that load kafkajs, which reads environment variables as it loads (`NODE_ENV`):
@@ -138,7 +140,7 @@ async function main(args: string[]): Promise<number> {
   const logger = new Logger({
     name: PROGRAM,
     streamLevel: options.loggerStreamLevel,
-    stream: (line) => statusLine ? statusLine.print(line) : printErr(line),
+    stream: (line) => statusLine ? statusLine.print(line) : stderr.write(line),
     streamFormat: options.loggerStreamFormat,
     fileLevel: options.loggerFileLevel,
     filePath: await logFilePath(options.loggerFilePath, settings.outputDir),
@@ -528,12 +530,16 @@ if (import.meta.main) {
   // A refused permission is a setup problem: one line and exit 1, wherever it is thrown.
   globalThis.addEventListener("unhandledrejection", (event) => exitOnRefusal(event.reason));
   globalThis.addEventListener("error", (event) => exitOnRefusal(event.error));
+  // Log lines still waiting go out before the process ends, however it ends.
+  globalThis.addEventListener("unload", () => stderr.flush());
   let code: number;
   try {
     code = await main(Deno.args);
   } catch (error) {
+    stderr.flush();
     exitOnRefusal(error);
     throw error;
   }
+  stderr.flush();
   Deno.exit(code);
 }
