@@ -11,7 +11,7 @@ import { V8_FLAGS } from "../compile.ts";
 import type { TimedRun } from "./process.ts";
 
 /**
- * Tool names, in the order they run within a run. `rekey` forwards the workload's topic to a new
+ * Tool names, in the order they run within the first run (see {@linkcode runOrder}). `rekey` forwards the workload's topic to a new
  * topic keyed by file (`--rekey_to --exit_when_done`); `keyed1` and `keyed3` rebuild that topic
  * with one downloader process or three in one group (`--exit_when_done`), as hosts would.
  */
@@ -56,6 +56,19 @@ export const OURS: ReadonlySet<ToolId> = new Set(["ours2", "ours4", "rekey", "ke
 
 /** The tools that read the re-keyed topic (they need `rekey` in the same run, before them). */
 export const ON_REKEYED: ReadonlySet<ToolId> = new Set(["keyed1", "keyed3"]);
+
+/**
+ * The order of the tools in run `run` (from 1): the independent ones rotate by one place per run,
+ * so that none always runs right after the same other one (a run can leave the machine slower for
+ * the next, e.g. by deleting gigabytes of output); `rekey` and the tools reading its topic keep
+ * their order, at the end.
+ */
+export function runOrder(tools: readonly ToolId[], run: number): ToolId[] {
+  const chained = (t: ToolId) => t === "rekey" || ON_REKEYED.has(t);
+  const free = tools.filter((t) => !chained(t));
+  const shift = free.length === 0 ? 0 : (run - 1) % free.length;
+  return [...free.slice(shift), ...free.slice(0, shift), ...tools.filter(chained)];
+}
 
 /** The output folders of a rebuilding tool's processes (one, or three for `keyed3`). */
 export function outDirsOf(tool: ToolId, outDir: string): string[] {
