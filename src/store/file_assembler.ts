@@ -874,7 +874,7 @@ export class FileAssembler {
     }, open);
     // The journal exists before the description is written (whose folder sync makes both durable).
     // A one-chunk file has neither: see #syncNow.
-    if (!isSingleChunk(file)) await Deno.writeFile(`${base}.offsets`, new Uint8Array());
+    if (!single) await Deno.writeFile(`${base}.offsets`, new Uint8Array());
     this.#track(file);
     return file;
   }
