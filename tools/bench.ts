@@ -12,7 +12,7 @@
  *    `batch.size = 2000000`, `linger.ms = 100`, `compression.type = lz4`, one message per chunk
  *    with the uploader's key), then the tree is deleted (see 3 for trees of many files);
  * 3. `--runs` times, each tool reads the whole topic with a fresh consumer group (and a fresh
- *    output folder), in an order that rotates by one place per run (`runOrder`): this program with `--n_threads 2` and `4`, OpenMSIStream's
+ *    output folder), in an order that changes from run to run (`runOrder`): this program with `--n_threads 2` and `4`, OpenMSIStream's
  *    `DataFileDownloadDirectory --n_threads 2`, Kafka's `ConsumerPerformance` (the `kafka-tools`
  *    jar of the broker's version, fetched once with Maven from tools/kafka/tools-pom.xml) and a
  *    bare kafkajs group that only counts records. Time runs from starting the process to its last

@@ -58,16 +58,20 @@ export const OURS: ReadonlySet<ToolId> = new Set(["ours2", "ours4", "rekey", "ke
 export const ON_REKEYED: ReadonlySet<ToolId> = new Set(["keyed1", "keyed3"]);
 
 /**
- * The order of the tools in run `run` (from 1): the independent ones rotate by one place per run,
- * so that none always runs right after the same other one (a run can leave the machine slower for
- * the next, e.g. by deleting gigabytes of output); `rekey` and the tools reading its topic keep
- * their order, at the end.
+ * The order of the tools in run `run` (from 1), so that none always runs right after the same other
+ * one (a run can leave the machine slower for the next one): this program's two settings run first,
+ * `ours2` before `ours4` in odd runs and after it in even ones (an even number of runs puts each
+ * after the other equally often); the other independent tools follow them, rotating by one place
+ * per run; `rekey` and the tools reading its topic keep their order, at the end.
  */
 export function runOrder(tools: readonly ToolId[], run: number): ToolId[] {
   const chained = (t: ToolId) => t === "rekey" || ON_REKEYED.has(t);
-  const free = tools.filter((t) => !chained(t));
-  const shift = free.length === 0 ? 0 : (run - 1) % free.length;
-  return [...free.slice(shift), ...free.slice(0, shift), ...tools.filter(chained)];
+  const pair: ToolId[] = ["ours2", "ours4"];
+  const ours = tools.filter((t) => pair.includes(t));
+  if (run % 2 === 0) ours.reverse();
+  const rest = tools.filter((t) => !chained(t) && !pair.includes(t));
+  const shift = rest.length === 0 ? 0 : (run - 1) % rest.length;
+  return [...ours, ...rest.slice(shift), ...rest.slice(0, shift), ...tools.filter(chained)];
 }
 
 /** The output folders of a rebuilding tool's processes (one, or three for `keyed3`). */
