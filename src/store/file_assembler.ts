@@ -271,10 +271,11 @@ export interface FileAssemblerOptions {
    */
   syncGroups?: SyncGroups;
   /**
-   * libc's file calls for the partial files of one-chunk uploads while sync groups make them
-   * durable (see `libc_files.ts`: Deno's open checks its path's permission with a `readlink` per
-   * folder level, a third of its cost). Default: {@linkcode LibcFiles.forFolder} of the partial
-   * folder, where Deno allows it; `false`: Deno's calls only. One given here is not closed.
+   * libc's file calls (see `libc_files.ts`): for the partial files of one-chunk uploads while sync
+   * groups make them durable (Deno's open checks its path's permission with a `readlink` per
+   * folder level, a third of its cost), and for the rename that publishes a file, on another
+   * thread. Default: {@linkcode LibcFiles.forFolder} of the output directory, where Deno allows
+   * it; `false`: Deno's calls only. One given here is not closed.
    */
   libcFiles?: LibcFiles | false;
 }
@@ -296,6 +297,7 @@ export class FileAssembler {
   readonly #ownGroups: boolean;
   readonly #libcOption: LibcFiles | false | undefined;
   #libc: LibcFiles | undefined;
+  #ownLibc = false;
   #libcOpener: Opener | undefined;
   /** Generations in progress by id. */
   readonly #files = new Map<string, InProgress>();
@@ -346,8 +348,9 @@ export class FileAssembler {
       );
     }
     if (this.#libcOption !== false) {
-      const libc = this.#libcOption ?? LibcFiles.forFolder(this.#partialDir);
-      if (this.#libcOption === undefined) this.#libc = libc;
+      const libc = this.#libcOption ?? LibcFiles.forFolder(this.#outputDir);
+      this.#ownLibc = this.#libcOption === undefined;
+      this.#libc = libc;
       this.#libcOpener = libc && ((path, flags) => libc.open(path, flags));
     }
     this.#realOutputDir = await Deno.realPath(this.#outputDir);
@@ -1002,7 +1005,8 @@ export class FileAssembler {
       await this.#makeSafeDir(dirname(final));
       this.#checkParent(final);
       this.#crash?.("before-publish");
-      Deno.renameSync(partial, final);
+      if (this.#libc !== undefined) await this.#libc.rename(partial, final);
+      else Deno.renameSync(partial, final);
     } catch (error) {
       this.#pool.close(file.id);
       // A path that cannot take the file fails it; anything else (a full disk, the output
@@ -1201,7 +1205,7 @@ export class FileAssembler {
     } finally {
       this.#hasher.close();
       this.#pool.closeAll();
-      this.#libc?.close();
+      if (this.#ownLibc) this.#libc?.close();
       this.#libc = undefined;
       this.#libcOpener = undefined;
       await this.#groups.close();

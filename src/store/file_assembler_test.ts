@@ -874,10 +874,18 @@ Deno.test("a folder of the tree that refuses new files (EPERM) fails that file o
 /** A file system sync that counts its calls, and fails them if told. */
 class CountingSync implements FileSystemSync {
   syncs = 0;
-  constructor(readonly real: FileSystemSync | undefined, readonly fail = false) {}
+  /** A failing sync fails once `gate` resolves. */
+  constructor(
+    readonly real: FileSystemSync | undefined,
+    readonly fail = false,
+    readonly gate: Promise<void> = Promise.resolve(),
+  ) {}
   async sync(): Promise<void> {
     this.syncs++;
-    if (this.fail) throw new Error("EIO");
+    if (this.fail) {
+      await this.gate;
+      throw new Error("EIO");
+    }
     await this.real!.sync();
   }
   close(): void {
@@ -900,16 +908,19 @@ async function manySmallFiles(assembler: FileAssembler, dir: string, n: number) 
 }
 
 /** libc's file calls (these tests may write anywhere), recording the paths they open. */
-function countingLibc(): { libc: LibcFiles; opened: string[]; [Symbol.dispose](): void } {
+function countingLibc(n = 0) {
   const libc = LibcFiles.forFolder(Deno.cwd());
   assert.ok(libc, "libc's file calls on this system");
   const opened: string[] = [];
+  const { promise: openedN, resolve } = Promise.withResolvers<void>();
   const open = libc.open.bind(libc);
   libc.open = (path, flags) => {
     opened.push(path);
+    if (opened.length === n) resolve();
     return open(path, flags);
   };
-  return { libc, opened, [Symbol.dispose]: () => libc.close() };
+  /** `openedN` resolves once `n` files were opened. */
+  return { libc, opened, openedN, [Symbol.dispose]: () => libc.close() };
 }
 
 /** True when none of the file's pages is dirty: the kernel then lets them all go. */
@@ -953,8 +964,15 @@ Deno.test({
   name: "when syncfs fails, one-chunk files are synced one by one before they are published",
   ignore: !CAN_SEE_PAGE_CACHE,
   fn: async () => {
-    const failing = new CountingSync(undefined, true);
-    using libc = countingLibc();
+    // The syncfs fails once all 20 files were opened (through libc, while groups run), or after
+    // 10 s (the count below then says what went wrong).
+    using libc = countingLibc(20);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const gate = Promise.race([
+      libc.openedN,
+      new Promise<void>((resolve) => timer = setTimeout(resolve, 10_000)),
+    ]).finally(() => clearTimeout(timer));
+    const failing = new CountingSync(undefined, true, gate);
     await using t = await setup({ syncGroups: new SyncGroups(failing), libcFiles: libc.libc });
     const files = await manySmallFiles(t.assembler, t.dir, 20);
     assert.equal(failing.syncs, 1, "no syncfs after one failed");

@@ -106,6 +106,54 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a libc rename replaces the target; a failed one throws Deno's error, classified as Deno's",
+  ignore: !linux,
+  fn: () =>
+    withFolder(async (dir, libc) => {
+      const from = join(dir, "from.data");
+      const to = join(dir, "to.dat");
+      await Deno.writeTextFile(from, "new");
+      await Deno.writeTextFile(to, "old");
+      await libc.rename(from, to);
+      assert.equal(await Deno.readTextFile(to), "new");
+      await assert.rejects(Deno.lstat(from), Deno.errors.NotFound);
+
+      await assert.rejects(libc.rename(from, to), (error: unknown) => {
+        assert.ok(error instanceof Deno.errors.NotFound, String(error));
+        assert.equal((error as { code?: string }).code, "ENOENT");
+        assert.match(String(error), /\(os error 2\): rename '.*from\.data' -> '.*to\.dat'/);
+        return true;
+      });
+      // A file where a folder should be, and a folder where the file should go: the path's fault.
+      await Deno.writeTextFile(from, "again");
+      await assert.rejects(libc.rename(from, join(to, "x.dat")), (error: unknown) => {
+        assert.equal((error as { code?: string }).code, "ENOTDIR");
+        assert.ok(isPathError(error));
+        return true;
+      });
+      await Deno.mkdir(join(dir, "folder", "inside"), { recursive: true });
+      await assert.rejects(libc.rename(from, join(dir, "folder")), (error: unknown) => {
+        assert.ok(isPathError(error) || isPlaceError(error), String(error));
+        return true;
+      });
+      assert.equal(await Deno.readTextFile(from), "again", "nothing moved");
+      // Another file system: that folder's fault.
+      const shm = await Deno.makeTempDir({ dir: "/dev/shm" }).catch(() => undefined);
+      if (shm !== undefined) {
+        try {
+          await assert.rejects(libc.rename(from, join(shm, "x.dat")), (error: unknown) => {
+            assert.equal((error as { code?: string }).code, "EXDEV");
+            assert.ok(isPlaceError(error));
+            return true;
+          });
+        } finally {
+          await Deno.remove(shm, { recursive: true });
+        }
+      }
+    }),
+});
+
+Deno.test({
   name: "a libc write to a full device rejects with ENOSPC, which concerns the whole machine",
   ignore: !linux,
   fn: () => {
