@@ -65,26 +65,16 @@ const ERRNO_NAMES: Record<number, string> = {
 
 const EINTR = 4;
 
-/** Deno's error class for an errno, as its own file calls throw them. */
-function errorClass(errno: number): new (message: string) => Error {
-  switch (errno) {
-    case 1:
-    case 13:
-      return Deno.errors.PermissionDenied;
-    case 2:
-      return Deno.errors.NotFound;
-    case 17:
-      return Deno.errors.AlreadyExists;
-    case 20:
-      return Deno.errors.NotADirectory;
-    case 21:
-      return Deno.errors.IsADirectory;
-    case 40:
-      return Deno.errors.FilesystemLoop;
-    default:
-      return Error;
-  }
-}
+/** Deno's error class for an `errno`, as Deno's own file calls throw them. */
+const ERROR_CLASSES: Record<number, new (message: string) => Error> = {
+  1: Deno.errors.PermissionDenied,
+  2: Deno.errors.NotFound,
+  13: Deno.errors.PermissionDenied,
+  17: Deno.errors.AlreadyExists,
+  20: Deno.errors.NotADirectory,
+  21: Deno.errors.IsADirectory,
+  40: Deno.errors.FilesystemLoop,
+};
 
 /** Open flags on Linux: `O_NOFOLLOW` differs between x86-64 and ARM64. */
 const O_RDWR = 0o2;
@@ -246,7 +236,9 @@ export class LibcFiles {
   /** The error Deno would throw for `errno` from `syscall` on `path`. */
   error(errno: number, syscall: string, path: string): Error {
     const text = Deno.UnsafePointerView.getCString(this.lib.symbols.strerror(errno)!);
-    const error = new (errorClass(errno))(`${text} (os error ${errno}): ${syscall} '${path}'`);
+    const error = new (ERROR_CLASSES[errno] ?? Error)(
+      `${text} (os error ${errno}): ${syscall} '${path}'`,
+    );
     const code = ERRNO_NAMES[errno];
     if (code !== undefined) Object.defineProperty(error, "code", { value: code });
     return error;
