@@ -20,25 +20,14 @@
  * @module
  */
 
-/** Linux errno values as Deno prints them ("os error N"); other systems match by code or class. */
-const ERRNO: Record<string, number> = {
-  EPERM: 1,
-  EACCES: 13,
-  EXDEV: 18,
-  ENOTDIR: 20,
-  EISDIR: 21,
-  EINVAL: 22,
-  EFBIG: 27,
-  ENAMETOOLONG: 36,
-  ELOOP: 40,
-};
+import { errnoName } from "../system/errno.ts";
 
 function hasCode(error: unknown, codes: string[]): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
   if (typeof code === "string" && codes.includes(code)) return true;
   const os = /\(os error (\d+)\)/.exec(error.message);
-  return os !== null && codes.some((c) => ERRNO[c] === Number(os[1]));
+  return os !== null && codes.includes(errnoName(Number(os[1])) ?? "");
 }
 
 /** True when `error` comes from the path itself (its length, a file in the way…): that record cannot be written. */

@@ -16,6 +16,7 @@
  */
 
 import { LIBC_PATHS, openNativeLibrary } from "./native_library.ts";
+import { ERRNO, errnoName } from "./errno.ts";
 
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
@@ -37,43 +38,15 @@ const SYMBOLS = {
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
 
-/** Linux errno names (the same numbers on x86-64 and ARM64). */
-const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM",
-  2: "ENOENT",
-  4: "EINTR",
-  5: "EIO",
-  9: "EBADF",
-  12: "ENOMEM",
-  13: "EACCES",
-  16: "EBUSY",
-  17: "EEXIST",
-  18: "EXDEV",
-  20: "ENOTDIR",
-  21: "EISDIR",
-  22: "EINVAL",
-  23: "ENFILE",
-  24: "EMFILE",
-  26: "ETXTBSY",
-  27: "EFBIG",
-  28: "ENOSPC",
-  30: "EROFS",
-  36: "ENAMETOOLONG",
-  40: "ELOOP",
-  122: "EDQUOT",
-};
-
-const EINTR = 4;
-
 /** Deno's error class for an `errno`, as Deno's own file calls throw them. */
 const ERROR_CLASSES: Record<number, new (message: string) => Error> = {
-  1: Deno.errors.PermissionDenied,
-  2: Deno.errors.NotFound,
-  13: Deno.errors.PermissionDenied,
-  17: Deno.errors.AlreadyExists,
-  20: Deno.errors.NotADirectory,
-  21: Deno.errors.IsADirectory,
-  40: Deno.errors.FilesystemLoop,
+  [ERRNO.EPERM]: Deno.errors.PermissionDenied,
+  [ERRNO.ENOENT]: Deno.errors.NotFound,
+  [ERRNO.EACCES]: Deno.errors.PermissionDenied,
+  [ERRNO.EEXIST]: Deno.errors.AlreadyExists,
+  [ERRNO.ENOTDIR]: Deno.errors.NotADirectory,
+  [ERRNO.EISDIR]: Deno.errors.IsADirectory,
+  [ERRNO.ELOOP]: Deno.errors.FilesystemLoop,
 };
 
 /** Open flags on Linux: `O_NOFOLLOW` differs between x86-64 and ARM64. */
@@ -228,7 +201,7 @@ export class LibcFiles {
       const result = Number(run());
       if (result >= 0) return result;
       const errno = this.#errno.getInt32();
-      if (errno === EINTR) continue;
+      if (errno === ERRNO.EINTR) continue;
       throw this.error(errno, syscall, path);
     }
   }
@@ -239,7 +212,7 @@ export class LibcFiles {
     const error = new (ERROR_CLASSES[errno] ?? Error)(
       `${text} (os error ${errno}): ${syscall} '${path}'`,
     );
-    const code = ERRNO_NAMES[errno];
+    const code = errnoName(errno);
     if (code !== undefined) Object.defineProperty(error, "code", { value: code });
     return error;
   }
