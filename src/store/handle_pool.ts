@@ -16,6 +16,8 @@
  * @module
  */
 
+import { isOutOfDescriptors } from "./io_errors.ts";
+
 /** How a partial file is opened: `"w+"` creates a fresh file, `"r+"` opens an existing one. */
 export type OpenFlags = "r+" | "w+";
 
@@ -109,12 +111,6 @@ function closeQuietly(file: PartialFile): void {
   }
 }
 
-function outOfDescriptors(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const code = (error as { code?: unknown }).code;
-  return code === "EMFILE" || code === "ENFILE" || /\(os error 2[34]\)/.test(error.message);
-}
-
 /** A bounded set of open file handles, keyed by the caller. */
 export class HandlePool {
   readonly limit: number;
@@ -132,7 +128,7 @@ export class HandlePool {
     try {
       return open(path, flags);
     } catch (error) {
-      if (!outOfDescriptors(error)) throw error;
+      if (!isOutOfDescriptors(error)) throw error;
       this.#trim(0);
       return open(path, flags);
     }

@@ -52,6 +52,11 @@ export function isPlaceError(error: unknown): boolean {
   return hasCode(error, ["EACCES", "EPERM", "EXDEV", "EFBIG"]);
 }
 
+/** True when the process or the system has no file descriptor left (EMFILE, ENFILE). */
+export function isOutOfDescriptors(error: unknown): boolean {
+  return hasCode(error, ["EMFILE", "ENFILE"]);
+}
+
 /**
  * Deno's words for a permission it was not given, e.g. `Requires write access to "/x", run again
  * with the --allow-write flag` (the target is quoted, or `<CWD>`-like, or missing).

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  isOutOfDescriptors,
   isPathError,
   isPlaceError,
   isRefusedPermission,
@@ -106,4 +107,13 @@ Deno.test("permissionMessage() is one line naming the flag; a path in a given di
   const unnamed = permissionMessage({ kind: "read", target: undefined, flag: "--allow-read" });
   assert.match(unnamed, /needs read access \(run with --allow-read\)/);
   assert.doesNotMatch(unnamed, /\n/);
+});
+
+Deno.test("isOutOfDescriptors() knows EMFILE and ENFILE by code or by Deno's os error number", () => {
+  const withCode = Object.assign(new Error("Too many open files"), { code: "EMFILE" });
+  assert.equal(isOutOfDescriptors(withCode), true);
+  assert.equal(isOutOfDescriptors(new Error("Too many open files (os error 24): open 'x'")), true);
+  assert.equal(isOutOfDescriptors(new Error("Too many open files in system (os error 23)")), true);
+  assert.equal(isOutOfDescriptors(new Error("No space left on device (os error 28)")), false);
+  assert.equal(isOutOfDescriptors("EMFILE"), false);
 });
