@@ -38,6 +38,7 @@ import { isPathError } from "../store/io_errors.ts";
 import { isolateConsumerOffsets, joinedText } from "./group_membership.ts";
 import type { Logger } from "../console/logger.ts";
 import { pythonMatch } from "../config/python_regex.ts";
+import { PartitionPacer } from "./partition_pacer.ts";
 import { Quarantine } from "../store/quarantine.ts";
 import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "../store/safe_path.ts";
 import type { CrashHook } from "../store/state_file.ts";
@@ -53,6 +54,9 @@ const RECORDS_IN_FLIGHT = 32;
 
 /** How often a batch waiting for a commit sends a heartbeat; also kafkajs `heartbeatInterval`. */
 const HEARTBEAT_MS = 500;
+
+/** How often a consumer held back by the pacer looks again (milliseconds). */
+const PACE_POLL_MS = 5;
 
 /** How many completed files the status remembers. */
 export const RECENT_FILES = 50;
@@ -92,6 +96,8 @@ export interface DownloaderOptions {
    * file from its start (default `true`).
    */
   safeOffsets?: boolean;
+  /** When consumers further on in the topic wait for the others (`partition_pacer.ts`). */
+  pacing?: { budget?: number; slackMs?: number };
 }
 
 /** Counts and files, for `check` and the shutdown summary. */
@@ -169,6 +175,7 @@ export class Downloader {
   readonly #quarantine: Quarantine;
   readonly #assembler: FileAssembler;
   readonly #consumers: Consumer[] = [];
+  readonly #pacer: PartitionPacer;
   #stopping = false;
   #starting: Promise<void> | undefined;
   #lock: Deno.FsFile | undefined;
@@ -232,6 +239,11 @@ export class Downloader {
       quarantine: this.#quarantine,
       ...(options.limits ? { limits: options.limits } : {}),
       ...(options.crashHook ? { crashHook: options.crashHook } : {}),
+    });
+    const assembler = this.#assembler;
+    this.#pacer = new PartitionPacer({
+      pastGaps: () => assembler.bytesPastGaps,
+      ...options.pacing,
     });
   }
 
@@ -319,6 +331,7 @@ export class Downloader {
       consumer.on(consumer.events.CRASH, (event) => {
         const { error, restart } = event.payload;
         if (!restart) this.#members.delete(i);
+        this.#pacer.leave(i);
         this.#logger.error(
           `Consumer ${i + 1} stopped on an error: ${error.message}${
             restart ? "; it restarts" : ""
@@ -335,7 +348,9 @@ export class Downloader {
       });
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
         this.#members.add(i);
-        this.#assigned.set(i, event.payload.memberAssignment[this.#o.topic] ?? []);
+        const assigned = event.payload.memberAssignment[this.#o.topic] ?? [];
+        this.#assigned.set(i, assigned);
+        this.#pacer.assign(i, assigned);
         // Files in progress from partitions that left this process are given up at once: their
         // new owner starts from the committed offset, which never passed their first record.
         const held = new Set([...this.#assigned.values()].flat());
@@ -491,8 +506,17 @@ export class Downloader {
         resolved++;
       }
     };
+    const member = this.#consumers.indexOf(consumer);
+    const halted = () =>
+      stopped || failure !== undefined || !isRunning() || isStale() || this.#stopping;
     for (let i = 0; i < messages.length; i++) {
-      if (stopped || failure || !isRunning() || isStale() || this.#stopping) break;
+      if (halted()) break;
+      if (this.#pacer.shouldWait(member)) {
+        // A rebalance ends the wait and the batch: the partition's next owner reads on from here.
+        await this.#paced(member, () => halted() || rebalancing, keepAlive);
+        if (halted() || rebalancing) break;
+      }
+      this.#pacer.starting(member, batch.partition, Number(messages[i]!.timestamp));
       const task: Promise<void> = this.#handle(
         batch.topic,
         batch.partition,
@@ -518,6 +542,11 @@ export class Downloader {
     }
     await Promise.all(running);
     advance();
+    if (
+      resolved === messages.length && BigInt(batch.lastOffset()) + 1n >= BigInt(batch.highWatermark)
+    ) {
+      this.#pacer.caughtUp(member, batch.partition);
+    }
     if (failure) throw failure.error;
     await keepAlive();
     // Every record handled: the batch's last offset also covers the transaction markers and
@@ -559,6 +588,22 @@ export class Downloader {
       partition,
       () => this.#flushAndCommit(consumer, topic, partition, safe, handled),
     );
+  }
+
+  /** Waits while the pacer holds `member` back (and nothing halts the batch), sending heartbeats. */
+  async #paced(
+    member: number,
+    halted: () => boolean,
+    keepAlive: () => Promise<void>,
+  ): Promise<void> {
+    let beat = Date.now();
+    while (!halted() && this.#pacer.shouldWait(member)) {
+      await new Promise((resolve) => setTimeout(resolve, PACE_POLL_MS));
+      if (Date.now() - beat >= HEARTBEAT_MS) {
+        beat = Date.now();
+        await keepAlive();
+      }
+    }
   }
 
   /** Waits for `task`, calling `keepAlive` every `HEARTBEAT_MS` meanwhile; settles as `task` does. */

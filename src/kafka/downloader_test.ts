@@ -155,8 +155,14 @@ class FakeConsumer implements UsedConsumer {
   /**
    * Hands one fetched batch to the `eachBatch` given to `run()`, as kafkajs does, and waits for
    * it; a batch still running after `timeoutMs` fails the test (stopping the downloader ends it).
+   * The partition's log ends after the batch unless `logEnd` (its high watermark) says otherwise.
    */
-  async deliver(partition: number, messages: KafkaMessage[], timeoutMs = 20_000): Promise<void> {
+  async deliver(
+    partition: number,
+    messages: KafkaMessage[],
+    timeoutMs = 20_000,
+    logEnd?: number,
+  ): Promise<void> {
     const eachBatch = this.runConfig?.eachBatch;
     assert.ok(this.running && eachBatch, "deliver() before run()");
     const last = messages.at(-1)?.offset ?? "-1";
@@ -164,7 +170,7 @@ class FakeConsumer implements UsedConsumer {
       batch: {
         topic: TOPIC,
         partition,
-        highWatermark: String(BigInt(last) + 1n),
+        highWatermark: logEnd === undefined ? String(BigInt(last) + 1n) : String(logEnd),
         messages,
         isEmpty: () => messages.length === 0,
         firstOffset: () => messages[0]?.offset ?? null,
@@ -415,7 +421,11 @@ interface Setup {
 }
 
 async function setup(
-  options: { consumers?: number; crashHook?: CrashHook } = {},
+  options: {
+    consumers?: number;
+    crashHook?: CrashHook;
+    pacing?: { budget?: number; slackMs?: number };
+  } = {},
 ): Promise<Setup> {
   const root = await Deno.makeTempDir({ prefix: "downloader_test_" });
   let downloader: Downloader | undefined;
@@ -444,6 +454,7 @@ async function setup(
       logger,
       retrySeconds: 0.05,
       ...(options.crashHook ? { crashHook: options.crashHook } : {}),
+      ...(options.pacing ? { pacing: options.pacing } : {}),
     });
     await downloader.start();
     assert.equal(kafka.consumers.length, consumers);
@@ -721,6 +732,59 @@ Deno.test("a file whose chunks all arrive, out of order and some twice, is publi
       )
     ),
   );
+});
+
+/** Records of `chunks` at consecutive offsets from `first`, sent at `time` (ms since the epoch). */
+function recordsAt(first: number, chunks: DataFileChunk[], time: number): KafkaMessage[] {
+  return records(first, chunks).map((r) => ({ ...r, timestamp: String(time) }));
+}
+
+/** Chunks written of the file in progress at `path` (0 when it is not in progress). */
+function chunksWritten(t: Setup, path: string): number {
+  return t.downloader.status().inProgress.find((f) => f.path === path)?.chunks ?? 0;
+}
+
+Deno.test("a consumer further on in the topic waits while bytes wait behind a gap, until the consumer behind fills it", async () => {
+  await using t = await setup({ consumers: 2, pacing: { budget: 0, slackMs: 0 } });
+  const [ahead, behind] = t.kafka.consumers as [FakeConsumer, FakeConsumer];
+  const { path, chunks } = await t.source("spread.bin", random(4 * CHUNK_SIZE, 11));
+  const [c1, c2, c3, c4] = chunks as [DataFileChunk, DataFileChunk, DataFileChunk, DataFileChunk];
+  const other = singleChunk(random(100, 12), "other.bin");
+
+  // The consumer behind is at 1 000 ms; the one ahead writes chunk 2, past the gap of chunk 1.
+  // Both partitions have more to read (their logs end at offset 10).
+  await behind.deliver(1, recordsAt(0, [other], 1_000), undefined, 10);
+  await ahead.deliver(0, recordsAt(0, [c2], 5_000), undefined, 10);
+  assert.equal(chunksWritten(t, "spread.bin"), 1);
+  const waiting = ahead.deliver(0, recordsAt(1, [c4], 5_001), undefined, 10);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(chunksWritten(t, "spread.bin"), 1, "chunk 4 was written while chunk 2 waited");
+  // The consumer behind brings chunks 1 and 3: nothing waits behind a gap any more.
+  await behind.deliver(1, recordsAt(1, [c1, c3], 1_500), undefined, 10);
+  await waiting;
+  await t.downloader.settled();
+  assert.ok(bytesEqual(await Deno.readFile(join(t.out, "spread.bin")), await Deno.readFile(path)));
+  assert.equal(t.downloader.status().filesCompleted, 2);
+  assert.deepEqual(
+    t.kafka.commits.filter((c) => c.partition === 0).map((c) => c.offset).at(-1),
+    "2",
+  );
+});
+
+Deno.test("a consumer further on does not wait for a consumer behind that stopped reading", async () => {
+  await using t = await setup({ consumers: 2, pacing: { budget: 0, slackMs: 0 } });
+  const [ahead, behind] = t.kafka.consumers as [FakeConsumer, FakeConsumer];
+  const { chunks } = await t.source("spread.bin", random(4 * CHUNK_SIZE, 13));
+  const [, c2, , c4] = chunks as [DataFileChunk, DataFileChunk, DataFileChunk, DataFileChunk];
+  const other = singleChunk(random(100, 14), "other.bin");
+  await behind.deliver(1, recordsAt(0, [other], 1_000), undefined, 10);
+  const start = Date.now();
+  await ahead.deliver(0, recordsAt(0, [c2], 5_000), undefined, 10);
+  await ahead.deliver(0, recordsAt(1, [c4], 5_001), undefined, 10);
+  const waited = Date.now() - start;
+  assert.equal(chunksWritten(t, "spread.bin"), 2);
+  assert.ok(waited >= 500, `it did not wait (${waited} ms)`);
+  assert.ok(waited < 5_000, `it waited ${waited} ms`);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -301,6 +301,8 @@ export class FileAssembler {
   #libcOpener: Opener | undefined;
   /** Generations in progress by id. */
   readonly #files = new Map<string, InProgress>();
+  /** Generations with bytes written past a gap (not hashed yet). */
+  readonly #gapped = new Set<InProgress>();
   /** Generations in progress by path identity (several only for one content in several layouts). */
   readonly #byPath = new Map<string, Set<InProgress>>();
   /** Generations whose whole-file check failed in this run, by path identity. */
@@ -496,6 +498,7 @@ export class FileAssembler {
   #untrack(file: InProgress): void {
     file.state = "gone";
     this.#files.delete(file.id);
+    this.#gapped.delete(file);
     const set = this.#byPath.get(file.target.identity);
     set?.delete(file);
     if (set?.size === 0) this.#byPath.delete(file.target.identity);
@@ -812,8 +815,24 @@ export class FileAssembler {
     } else {
       this.#advanceHash(file);
     }
+    this.#noteGap(file);
     if (!this.#tiled(file)) return { status: "written" };
     return await this.#complete(file, context.tick);
+  }
+
+  /**
+   * Bytes written in this run that wait behind a gap in their file: they cannot be hashed before
+   * the gap is filled, so they are held in the page cache meanwhile.
+   */
+  get bytesPastGaps(): number {
+    let bytes = 0;
+    for (const file of this.#gapped) bytes += file.bytes - file.hashedUpTo;
+    return bytes;
+  }
+
+  #noteGap(file: InProgress): void {
+    if (file.state !== "gone" && file.bytes > file.hashedUpTo) this.#gapped.add(file);
+    else this.#gapped.delete(file);
   }
 
   /** Tells the file hasher how far the file is now contiguous on disk. */
@@ -824,6 +843,7 @@ export class FileAssembler {
     }
     if (end === file.hashedUpTo) return;
     file.hashedUpTo = end;
+    this.#noteGap(file);
     this.#hasher.advance(file.id, join(this.#partialDir, `${file.id}.data`), end);
   }
 

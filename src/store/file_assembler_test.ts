@@ -124,6 +124,45 @@ Deno.test("chunks in any order, with duplicates, rebuild the file under its fina
   await assembler.close();
 });
 
+Deno.test("bytes written past a gap are counted until the gap is filled", async () => {
+  await using t = await setup();
+  const { assembler } = t;
+  const a = makeChunks(random(4 * 1000, 2), 1000, { name: "a.dat" });
+  const b = makeChunks(random(3 * 1000, 3), 1000, { name: "b.dat" });
+  const one = makeChunks(random(500, 4), 1000, { name: "one.dat" });
+  assert.equal(assembler.bytesPastGaps, 0);
+  await add(assembler, a[2]!);
+  await add(assembler, a[3]!);
+  await add(assembler, b[1]!);
+  assert.equal(assembler.bytesPastGaps, 3000);
+  // Contiguous from the start: hashed as they come, nothing waits.
+  await add(assembler, one[0]!);
+  await add(assembler, b[0]!);
+  assert.equal(assembler.bytesPastGaps, 2000, "b's chunk 2 follows chunk 1 now");
+  await add(assembler, a[1]!);
+  assert.equal(assembler.bytesPastGaps, 3000, "a still misses its first chunk");
+  assert.equal((await add(assembler, a[0]!)).status, "completed");
+  assert.equal(assembler.bytesPastGaps, 0);
+  await add(assembler, b[2]!);
+  await assembler.flush();
+  assert.equal(assembler.bytesPastGaps, 0);
+  await assembler.close();
+});
+
+Deno.test("a generation given up no longer counts as bytes past a gap", async () => {
+  await using t = await setup({ limits: { maxFiles: 1 } });
+  const a = makeChunks(random(3000, 5), 1000, { name: "a.dat" });
+  const b = makeChunks(random(3000, 6), 1000, { name: "b.dat" });
+  await add(t.assembler, a[2]!);
+  assert.equal(t.assembler.bytesPastGaps, 1000);
+  // A second file in progress is over the bound: at the flush, a (idle the longest) is given up.
+  await add(t.assembler, b[1]!);
+  await t.assembler.flush();
+  assert.equal(t.assembler.status().givenUp, 1);
+  assert.equal(t.assembler.bytesPastGaps, 1000, "only b's chunk is counted");
+  await t.assembler.close();
+});
+
 Deno.test("a newer generation (more chunks) resets, and the chunk that triggered the reset is written", async () => {
   await using t = await setup();
   const { dir, assembler } = t;
