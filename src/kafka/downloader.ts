@@ -58,6 +58,9 @@ const HEARTBEAT_MS = 500;
 /** How often a consumer held back by the pacer looks again (milliseconds). */
 const PACE_POLL_MS = 5;
 
+/** A consumer says that it waits for the others at most this often (milliseconds, debug log). */
+const PACE_NOTE_MS = 10_000;
+
 /** How many completed files the status remembers. */
 export const RECENT_FILES = 50;
 
@@ -176,6 +179,8 @@ export class Downloader {
   readonly #assembler: FileAssembler;
   readonly #consumers: Consumer[] = [];
   readonly #pacer: PartitionPacer;
+  /** Per consumer: when it last said that it waits for the others (see #paced). */
+  readonly #pacedSaid = new Map<number, number>();
   #stopping = false;
   #starting: Promise<void> | undefined;
   #lock: Deno.FsFile | undefined;
@@ -602,6 +607,14 @@ export class Downloader {
     keepAlive: () => Promise<void>,
   ): Promise<void> {
     let beat = Date.now();
+    if (beat - (this.#pacedSaid.get(member) ?? -Infinity) >= PACE_NOTE_MS) {
+      this.#pacedSaid.set(member, beat);
+      this.#logger.debug(
+        `Consumer ${member + 1} waits for the consumers behind it: ${
+          Math.round(this.#assembler.bytesPastGaps / 2 ** 20)
+        } MiB of rebuilt data wait for chunks they have not read yet`,
+      );
+    }
     while (!halted() && this.#pacer.shouldWait(member)) {
       await new Promise((resolve) => setTimeout(resolve, PACE_POLL_MS));
       if (Date.now() - beat >= HEARTBEAT_MS) {
