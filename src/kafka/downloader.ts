@@ -606,22 +606,21 @@ export class Downloader {
     halted: () => boolean,
     keepAlive: () => Promise<void>,
   ): Promise<void> {
-    let beat = Date.now();
-    if (beat - (this.#pacedSaid.get(member) ?? -Infinity) >= PACE_NOTE_MS) {
-      this.#pacedSaid.set(member, beat);
+    const now = Date.now();
+    if (now - (this.#pacedSaid.get(member) ?? -Infinity) >= PACE_NOTE_MS) {
+      this.#pacedSaid.set(member, now);
       this.#logger.debug(
         `Consumer ${member + 1} waits for the consumers behind it: ${
           Math.round(this.#assembler.bytesPastGaps / 2 ** 20)
         } MiB of rebuilt data wait for chunks they have not read yet`,
       );
     }
-    while (!halted() && this.#pacer.shouldWait(member)) {
-      await new Promise((resolve) => setTimeout(resolve, PACE_POLL_MS));
-      if (Date.now() - beat >= HEARTBEAT_MS) {
-        beat = Date.now();
-        await keepAlive();
+    const released = (async () => {
+      while (!halted() && this.#pacer.shouldWait(member)) {
+        await new Promise((resolve) => setTimeout(resolve, PACE_POLL_MS));
       }
-    }
+    })();
+    await this.#heartbeatingUntil(released, keepAlive);
   }
 
   /** Waits for `task`, calling `keepAlive` every `HEARTBEAT_MS` meanwhile; settles as `task` does. */

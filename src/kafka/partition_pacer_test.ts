@@ -3,14 +3,16 @@ import { PartitionPacer } from "./partition_pacer.ts";
 
 const MiB = 1024 * 1024;
 
-/** A pacer with a clock and a count of bytes behind gaps that the test sets. */
+/**
+ * A pacer with a clock and a count of bytes behind gaps that the test sets; its own defaults
+ * (64 MiB, 250 ms) unless `options` say otherwise.
+ */
 function pacer(options: { budget?: number; slackMs?: number } = {}) {
   const state = { now: 1_000_000, pastGaps: 100 * MiB };
   const p = new PartitionPacer({
     pastGaps: () => state.pastGaps,
     now: () => state.now,
-    budget: options.budget ?? 64 * MiB,
-    slackMs: options.slackMs ?? 250,
+    ...options,
   });
   return { p, state };
 }
