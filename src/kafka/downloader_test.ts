@@ -120,6 +120,7 @@ class FakeConsumer implements UsedConsumer {
 
   connect(): Promise<void> {
     this.calls.push("connect");
+    this.#kafka.joinLog.push(`connect ${this.index}`);
     return Promise.resolve();
   }
 
@@ -129,11 +130,14 @@ class FakeConsumer implements UsedConsumer {
     return Promise.resolve();
   }
 
-  run(config?: ConsumerRunConfig): Promise<void> {
+  /** Resolves once the consumer has joined the group (a few milliseconds later), as kafkajs does. */
+  async run(config?: ConsumerRunConfig): Promise<void> {
     this.calls.push("run");
     this.runConfig = config;
     this.running = true;
-    return Promise.resolve();
+    this.#kafka.joinLog.push(`run ${this.index}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    this.#kafka.joinLog.push(`joined ${this.index}`);
   }
 
   async commitOffsets(offsets: OffsetEntry[]): Promise<void> {
@@ -211,6 +215,8 @@ class FakeConsumer implements UsedConsumer {
 class FakeKafka {
   readonly consumers: FakeConsumer[] = [];
   readonly commits: Commit[] = [];
+  /** `connect i`, `run i` and `joined i` of the consumers, in the order they happened. */
+  readonly joinLog: string[] = [];
   /** Called inside `commitOffsets`, before the commit counts. */
   onCommit: ((commit: Commit) => Promise<void>) | undefined;
 
@@ -481,6 +487,14 @@ async function setup(
 // ---------------------------------------------------------------------------------------------
 // Commits come after the data is on disk.
 // ---------------------------------------------------------------------------------------------
+
+Deno.test("the first consumer joins the group alone, then the others join together", async () => {
+  await using t = await setup({ consumers: 3 });
+  const log = t.kafka.joinLog;
+  assert.ok(log.indexOf("joined 0") < log.indexOf("connect 1"), log.join(", "));
+  assert.ok(log.indexOf("run 2") < log.indexOf("joined 1"), log.join(", "));
+  assert.ok(log.includes("joined 2"), log.join(", "));
+});
 
 Deno.test("the consumer is run with manual commits only, and a batch is committed as its last offset + 1", async () => {
   await using t = await setup();
