@@ -1,11 +1,13 @@
 /**
- * Creation of the kafkajs client: codecs registered, and the client's own log lines routed
- * through the program's logger in a readable form, with repeats held back.
+ * Creation of the kafkajs client: codecs registered, plaintext connections through
+ * {@linkcode frameSocketFactory} (whole responses, read once), and the client's own log lines
+ * routed through the program's logger in a readable form, with repeats held back.
  *
  * @module
  */
 import { Kafka, type KafkaConfig, logLevel } from "kafkajs";
 import { registerCodecs } from "../wire/compression.ts";
+import { frameSocketFactory } from "./frame_socket.ts";
 import type { Logger } from "../console/logger.ts";
 
 /** Seconds during which the same client message is not repeated. */
@@ -20,6 +22,7 @@ export function createKafka(config: KafkaConfig, logger: Logger): Kafka {
   registerCodecs();
   const lastSeen = new Map<string, number>();
   return new Kafka({
+    socketFactory: frameSocketFactory(),
     ...config,
     logLevel: logLevel.INFO,
     logCreator: () => ({ level, log }) => {
