@@ -38,11 +38,11 @@ export interface FrameConn {
   unref(): void;
 }
 
-/** Opens a connection: `Deno.connect`, with Nagle's algorithm off and keep-alive on. */
-export type Connect = (host: string, port: number) => Promise<FrameConn>;
+/** Opens a connection (`Deno.connect`, with Nagle's algorithm off and keep-alive on); `signal` cancels it. */
+export type Connect = (host: string, port: number, signal: AbortSignal) => Promise<FrameConn>;
 
-const denoConnect: Connect = async (host, port) => {
-  const conn = await Deno.connect({ hostname: host, port, transport: "tcp" });
+const denoConnect: Connect = async (host, port, signal) => {
+  const conn = await Deno.connect({ hostname: host, port, transport: "tcp", signal });
   conn.setNoDelay(true);
   conn.setKeepAlive(true);
   return conn;
@@ -51,23 +51,28 @@ const denoConnect: Connect = async (host, port) => {
 /**
  * A socket for kafkajs (the part of `net.Socket` it uses: the `data`, `end` and `error` events,
  * `write`, `end`, `destroy` and `unref`) that emits each Kafka response, its size included, as one
- * `data` event. After `end` or `destroy`, or once it emitted `end` or `error`, it emits nothing.
+ * `data` event. After `end` or `destroy`, or once it emitted `end` or `error`, it emits nothing but
+ * an error for each write that meets a connection the broker or an error closed (as `node:net`
+ * does, so that kafkajs fails the request instead of waiting for its reply).
  */
 export class FrameSocket extends EventEmitter {
   #conn: FrameConn | undefined;
   /** `end` was called: what was written before it is still sent, nothing more is emitted. */
   #ending = false;
-  /** The connection is closed, or closes once the writes before `end` are sent. */
+  /** `destroy` was called. */
+  #destroyed = false;
+  /** The connection is closed (or was never opened). */
   #closed = false;
   #unref = false;
   #writing: Promise<void> = Promise.resolve();
+  readonly #opening = new AbortController();
   readonly #address: string;
 
   constructor(host: string, port: number, onConnect: () => void, connect: Connect = denoConnect) {
     super();
     this.#address = `${host}:${port}`;
-    connect(host, port).then((conn) => {
-      if (this.#closed || this.#ending) return conn.close();
+    connect(host, port, this.#opening.signal).then((conn) => {
+      if (this.#closed || this.#ending || this.#destroyed) return conn.close();
       this.#conn = conn;
       if (this.#unref) conn.unref();
       onConnect();
@@ -77,20 +82,30 @@ export class FrameSocket extends EventEmitter {
 
   /** Sends `data` once what was written before it is sent; after `end`, does nothing. */
   write(data: Uint8Array | string, encoding?: BufferEncoding): boolean {
-    if (this.#ending || this.#closed) return false;
+    if (this.#ending || this.#destroyed) return false;
+    if (this.#closed) {
+      this.#writeAfterClose();
+      return false;
+    }
     const bytes = typeof data === "string" ? Buffer.from(data, encoding ?? "utf8") : data;
     this.#writing = this.#writing.then(async () => {
+      if (this.#destroyed) return;
+      if (this.#closed) {
+        if (!this.#ending) this.#writeAfterClose();
+        return;
+      }
       const conn = this.#conn;
-      if (!conn || this.#closed) return;
+      if (!conn) throw new Error("nothing can be written before the connection opens");
       for (let sent = 0; sent < bytes.length;) sent += await conn.write(bytes.subarray(sent));
     }).catch((error: unknown) => this.#fail(error, "write"));
     return true;
   }
 
-  /** Closes the connection once what was written is sent. */
+  /** Closes the connection once what was written is sent (or stops opening it). */
   end(): this {
-    if (this.#ending || this.#closed) return this;
+    if (this.#ending || this.#destroyed) return this;
     this.#ending = true;
+    if (!this.#conn) this.#opening.abort();
     void this.#writing.finally(() => {
       this.#closed = true;
       this.#close();
@@ -98,9 +113,11 @@ export class FrameSocket extends EventEmitter {
     return this;
   }
 
-  /** Closes the connection now. */
+  /** Closes the connection now (or stops opening it). */
   destroy(): this {
+    this.#destroyed = true;
     this.#closed = true;
+    if (!this.#conn) this.#opening.abort();
     this.#close();
     return this;
   }
@@ -150,7 +167,7 @@ export class FrameSocket extends EventEmitter {
           } else {
             break;
           }
-          if (this.#ending || this.#closed) return;
+          if (this.#ending || this.#closed || this.#destroyed) return;
           this.emit("data", response);
         }
         if (start > 0) {
@@ -180,14 +197,22 @@ export class FrameSocket extends EventEmitter {
     if (this.#closed) return;
     this.#closed = true;
     this.#close();
-    if (!this.#ending) this.emit("end");
+    if (!this.#ending && !this.#destroyed) this.emit("end");
+  }
+
+  /** A write met a connection the broker or an error closed: an error, as `node:net` gives. */
+  #writeAfterClose(): void {
+    queueMicrotask(() => {
+      const error = new Error(`write EPIPE ${this.#address}: the connection is closed`);
+      this.emit("error", Object.assign(error, { code: "EPIPE" }));
+    });
   }
 
   #fail(error: unknown, step: string): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#close();
-    if (this.#ending) return;
+    if (this.#ending || this.#destroyed) return;
     // Node's words (`connect ECONNREFUSED host:port`) where the error has a code, else Deno's own
     // error (a refused permission stays a `NotCapable`).
     const code = (error as { code?: unknown } | undefined)?.code;

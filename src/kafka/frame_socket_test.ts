@@ -28,7 +28,7 @@ function concat(parts: Uint8Array[]): Uint8Array {
 
 /**
  * A connection that serves `pieces` to reads (a read takes at most one piece), then the end, or
- * (`open`) nothing more until it is closed.
+ * (`open`) waits for more ({@linkcode FakeConn.feed}) until it is closed.
  */
 class FakeConn implements FrameConn {
   readonly written: Uint8Array[] = [];
@@ -36,7 +36,7 @@ class FakeConn implements FrameConn {
   #pieces: Uint8Array[];
   readonly #writeAtMost: number;
   readonly #open: boolean;
-  readonly #closing = Promise.withResolvers<null>();
+  #wake: (() => void) | undefined;
 
   constructor(pieces: Uint8Array[], writeAtMost = Infinity, open = false) {
     this.#pieces = pieces.map((p) => p.slice());
@@ -44,17 +44,27 @@ class FakeConn implements FrameConn {
     this.#open = open;
   }
 
-  read(into: Uint8Array): Promise<number | null> {
-    const piece = this.#pieces[0];
-    if (!piece) return this.#open ? this.#closing.promise : Promise.resolve(null);
+  feed(bytes: Uint8Array): void {
+    this.#pieces.push(bytes.slice());
+    this.#wake?.();
+  }
+
+  async read(into: Uint8Array): Promise<number | null> {
+    let piece = this.#pieces[0];
+    while (!piece) {
+      if (!this.#open || this.closed > 0) return null;
+      await new Promise<void>((resolve) => this.#wake = resolve);
+      piece = this.#pieces[0];
+    }
     const n = Math.min(piece.length, into.length);
     into.set(piece.subarray(0, n));
     if (n === piece.length) this.#pieces.shift();
     else this.#pieces[0] = piece.subarray(n);
-    return Promise.resolve(n);
+    return n;
   }
 
   write(data: Uint8Array): Promise<number> {
+    if (this.closed > 0) return Promise.reject(new Deno.errors.BadResource("closed"));
     const n = Math.min(data.length, this.#writeAtMost);
     this.written.push(data.slice(0, n));
     return Promise.resolve(n);
@@ -62,7 +72,7 @@ class FakeConn implements FrameConn {
 
   close(): void {
     this.closed++;
-    this.#closing.resolve(null);
+    this.#wake?.();
   }
 
   unref(): void {}
@@ -152,11 +162,57 @@ Deno.test("FrameSocket writes everything, in order, then end() closes without an
   socket.write(new Uint8Array([1, 2, 3, 4, 5, 6, 7]));
   socket.write("AB", "binary");
   socket.end();
-  socket.write(new Uint8Array([9]));
+  // A response that arrives after end() is not emitted, nor is anything written after it.
+  conn.feed(response(3, 1));
+  assert.equal(socket.write(new Uint8Array([9])), false);
   while (conn.closed === 0) await new Promise((r) => setTimeout(r, 1));
   assert.deepEqual(concat(conn.written), new Uint8Array([1, 2, 3, 4, 5, 6, 7, 65, 66]));
   assert.equal(conn.closed, 1);
   assert.equal(events, 0);
+});
+
+Deno.test("FrameSocket: end() or destroy() while the connection opens cancels the opening", async () => {
+  for (const stop of ["end", "destroy"] as const) {
+    let signal: AbortSignal | undefined;
+    const opened = Promise.withResolvers<FrameConn>();
+    let events = 0;
+    const socket = new FrameSocket("b", 1, () => events++, (_host, _port, s) => {
+      signal = s;
+      return opened.promise;
+    });
+    for (const name of ["data", "end", "error"]) socket.on(name, () => events++);
+    socket[stop]();
+    assert.equal(signal?.aborted, true);
+    // A connection that opens anyway is closed at once, and nothing is emitted.
+    const late = new FakeConn([response(1, 1)], Infinity, true);
+    opened.resolve(late);
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(late.closed, 1);
+    assert.equal(events, 0);
+  }
+  // Deno.connect itself stops: a connection to an address that never answers (TEST-NET-1) is
+  // still opening when the test ends unless destroy() cancelled it, and the test's op sanitizer
+  // fails on a pending connect.
+  const socket = new FrameSocket("192.0.2.1", 9, () => {});
+  socket.on("error", () => {});
+  await new Promise((r) => setTimeout(r, 20));
+  socket.destroy();
+});
+
+Deno.test("FrameSocket: a write after the broker closed the connection is an error", async () => {
+  const conn = new FakeConn([response(2, 1)]);
+  const socket = new FrameSocket("broker", 9092, () => {}, () => Promise.resolve(conn));
+  const ended = Promise.withResolvers<void>();
+  socket.on("end", () => ended.resolve());
+  const errors: (Error & { code?: string })[] = [];
+  socket.on("error", (e: Error) => errors.push(e));
+  await ended.promise;
+  assert.equal(socket.write(new Uint8Array([1])), false);
+  await new Promise((r) => setTimeout(r, 1));
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0]?.code, "EPIPE");
+  assert.match(errors[0]?.message ?? "", /broker:9092/);
+  assert.equal(conn.written.length, 0);
 });
 
 Deno.test("FrameSocket: a refused connection is an error in Node's words, with its code", async () => {
@@ -178,7 +234,9 @@ Deno.test("frameSocketFactory() reads responses from a real connection, then clo
     const conn = await listener.accept();
     const request = new Uint8Array(4);
     assert.equal(await conn.read(request), 4);
-    for (const r of responses) await conn.write(r);
+    for (const r of responses) {
+      for (let sent = 0; sent < r.length;) sent += await conn.write(r.subarray(sent));
+    }
     // Wait for the client to close.
     while ((await conn.read(new Uint8Array(16))) !== null);
     conn.close();
