@@ -50,7 +50,7 @@ const denoConnect: Connect = async (host, port, signal) => {
 
 /**
  * A socket for kafkajs (the part of `net.Socket` it uses: the `data`, `end` and `error` events,
- * `write`, `end`, `destroy` and `unref`) that emits each Kafka response, its size included, as one
+ * `write`, `end` and `unref`; and `destroy`) that emits each Kafka response, its size included, as one
  * `data` event. After `end` or `destroy`, or once it emitted `end` or `error`, it emits nothing but
  * an error for each write that meets a connection the broker or an error closed (as `node:net`
  * does, so that kafkajs fails the request instead of waiting for its reply).
@@ -126,11 +126,6 @@ export class FrameSocket extends EventEmitter {
   unref(): this {
     this.#unref = true;
     this.#conn?.unref();
-    return this;
-  }
-
-  /** Keep-alive is set when the connection opens. */
-  setKeepAlive(): this {
     return this;
   }
 
