@@ -43,7 +43,7 @@ import { type Broker, KAFKA_VERSION, startBroker } from "./broker.ts";
 import { ensureOpenMsiStream, OPENMSISTREAM_VERSION, VENV_DIR } from "./openmsistream_venv.ts";
 import { killAllChildren, RunFailed, timedRun } from "./bench/process.ts";
 import { type ProducerKind, produceTree } from "./bench/produce.ts";
-import { formatTable, type RunRecord, type WorkloadFacts } from "./bench/report.ts";
+import { formatTable, formatTargets, type RunRecord, type WorkloadFacts } from "./bench/report.ts";
 import {
   consumerPerformanceReport,
   ensureKafkaToolsJars,
@@ -515,6 +515,8 @@ async function main(): Promise<number> {
 
   say(`\n${formatTable(facts, tools, records, options.runs)}`);
   for (const note of notes) say(`- ${note}`);
+  const targets = formatTargets(facts, records);
+  if (targets) say(`\n${targets}`);
   const failed = records.filter((r) => r.seconds === undefined || !r.checked);
   if (failed.length > 0) {
     say(`\n${failed.length} run(s) failed or did not check out:`);

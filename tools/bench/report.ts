@@ -156,3 +156,122 @@ export function formatTable(
     "  `records ok` = every record of the topic was read (or forwarded, for the re-keyer).",
   ].join("\n");
 }
+
+/** The performance targets the table is measured against, with their thresholds. */
+export const TARGETS = {
+  /** W1: this program's rate over OpenMSIStream's, and over ConsumerPerformance's. */
+  w1OverOpenMsiStream: 2,
+  w1OverConsumerPerformance: 0.7,
+  /** W2 and W3: this program's rate over OpenMSIStream's. */
+  smallChunksOverOpenMsiStream: 3,
+  /** W4: this program's rate over OpenMSIStream's. */
+  w4OverOpenMsiStream: 2,
+  /** Peak RSS of this program on every workload, in MiB. */
+  peakRssMiB: 256,
+} as const;
+
+/**
+ * Whether this run meets each target, one line each: ratios of `--n_threads 2`'s median time
+ * against the other tools' medians, the highest peak RSS of either setting in any run, and
+ * `--n_threads 4` against 2 (medians, and in how many runs 4 was the slower of the pair). A target
+ * whose tools or workloads were not run says so.
+ */
+export function formatTargets(workloads: WorkloadFacts[], records: RunRecord[]): string {
+  // The runs the table's medians are of (a run that did not check out is listed after it).
+  const ok = records.filter((r) => r.seconds !== undefined);
+  const timesOf = (w: WorkloadId, t: ToolId) => ok.filter((r) => r.workload === w && r.tool === t);
+  const medianOf = (w: WorkloadId, t: ToolId) => {
+    const runs = timesOf(w, t);
+    return runs.length === 0 ? undefined : median(runs.map((r) => r.seconds!));
+  };
+  const has = (w: WorkloadId) =>
+    workloads.some((f) => f.id === w) && records.some((r) => r.workload === w);
+  const verdict = (met: boolean) => met ? "met" : "NOT MET";
+  const lines: string[] = [];
+  const over = (w: WorkloadId, other: ToolId, at: number, label: string) => {
+    const ours = medianOf(w, "ours2");
+    const theirs = medianOf(w, other);
+    if (ours === undefined || theirs === undefined) {
+      return { text: `${label}: not measured (run ours2 and ${other})`, met: undefined };
+    }
+    const ratio = theirs / ours;
+    const shown = other === "cperf" ? `${Math.round(ratio * 100)}%` : `${ratio.toFixed(2)}×`;
+    return { text: `${label} ${shown}`, met: ratio >= at };
+  };
+  const ratioLine = (title: string, parts: ReturnType<typeof over>[]) => {
+    const measured = parts.every((p) => p.met !== undefined);
+    const met = parts.every((p) => p.met === true);
+    lines.push(
+      `- ${title}: ${parts.map((p) => p.text).join(", ")}${measured ? `: ${verdict(met)}` : ""}`,
+    );
+  };
+  if (has("W1")) {
+    ratioLine(
+      `W1 ≥ ${TARGETS.w1OverOpenMsiStream}× OpenMSIStream and ≥ ${
+        TARGETS.w1OverConsumerPerformance * 100
+      }% of ConsumerPerformance`,
+      [
+        over("W1", "openmsistream", TARGETS.w1OverOpenMsiStream, "OpenMSIStream"),
+        over("W1", "cperf", TARGETS.w1OverConsumerPerformance, "ConsumerPerformance"),
+      ],
+    );
+  }
+  const small = (["W2", "W3"] as const).filter(has);
+  if (small.length > 0) {
+    ratioLine(
+      `${small.join(" and ")} ≥ ${TARGETS.smallChunksOverOpenMsiStream}× OpenMSIStream`,
+      small.map((w) =>
+        over(w, "openmsistream", TARGETS.smallChunksOverOpenMsiStream, `${w} OpenMSIStream`)
+      ),
+    );
+  }
+  if (has("W4")) {
+    ratioLine(`W4 ≥ ${TARGETS.w4OverOpenMsiStream}× OpenMSIStream`, [
+      over("W4", "openmsistream", TARGETS.w4OverOpenMsiStream, "OpenMSIStream"),
+    ]);
+  }
+  const rss = workloads.map((w) => {
+    const peaks = records.filter((r) =>
+      r.workload === w.id && (r.tool === "ours2" || r.tool === "ours4") && r.peakRss !== undefined
+    ).map((r) => r.peakRss! / 2 ** 20);
+    const size = w.id === "W4" ? ` (${(w.bytes / 2 ** 30).toFixed(1)} GiB)` : "";
+    return { text: `${w.id}${size} ${peaks.length ? Math.max(...peaks).toFixed(0) : "—"}`, peaks };
+  }).filter((r) => r.peaks.length > 0);
+  if (rss.length > 0) {
+    const met = rss.every((r) => r.peaks.every((p) => p <= TARGETS.peakRssMiB));
+    lines.push(
+      `- peak RSS ≤ ${TARGETS.peakRssMiB} MiB (highest of --n_threads 2 and 4 in any run, MiB): ${
+        rss.map((r) => r.text).join(", ")
+      }: ${verdict(met)}`,
+    );
+  }
+  const pairs = workloads.flatMap((w) => {
+    const two = timesOf(w.id, "ours2");
+    const four = timesOf(w.id, "ours4");
+    if (two.length === 0 || four.length === 0) return [];
+    const m2 = median(two.map((r) => r.seconds!));
+    const m4 = median(four.map((r) => r.seconds!));
+    const paired = two.flatMap((a) => {
+      const b = four.find((r) => r.run === a.run);
+      return b ? [b.seconds! > a.seconds!] : [];
+    });
+    const change = (m4 / m2 - 1) * 100;
+    const how = change === 0
+      ? "as fast"
+      : `${Math.abs(change).toFixed(1)}% ${change > 0 ? "slower" : "faster"}`;
+    return [{
+      text: `${w.id} ${how} (${m4.toFixed(2)} against ${m2.toFixed(2)} s; 4 the slower in ${
+        paired.filter(Boolean).length
+      } of ${paired.length} runs)`,
+      met: m4 <= m2,
+    }];
+  });
+  if (pairs.length > 0) {
+    lines.push(
+      `- --n_threads 4 never slower than 2 (medians): ${pairs.map((p) => p.text).join(", ")}: ${
+        verdict(pairs.every((p) => p.met))
+      }`,
+    );
+  }
+  return lines.length === 0 ? "" : ["Targets, from this run:", ...lines].join("\n");
+}
