@@ -2,21 +2,26 @@
  * Consumers of one process kept near each other in the topic (`src/kafka/partition_pacer.ts`),
  * against the broker: with no budget and no slack, a consumer ahead of another waits at nearly
  * every record, and the group must still rebuild every file and commit every partition to its end.
+ *
+ * The chunks are published all at once (one transaction, read committed), so that every consumer
+ * has a batch of its partition in hand at the same time: records that trickle in as they are
+ * produced reach each consumer at the end of its log, where it is waited for by no one.
  */
 import assert from "node:assert/strict";
 import { Downloader } from "../src/kafka/downloader.ts";
 import { Logger } from "../src/console/logger.ts";
 import { registerCodecs } from "../src/wire/compression.ts";
+import { CompressionTypes } from "kafkajs";
 import {
   assertSameTree,
+  chunkMessagesOfTree,
   join,
-  produceTree,
   sleep,
   tempDir,
   waitForCommitted,
   writeRandomFile,
 } from "./_cli.ts";
-import { createTopic, deleteTopic, testKafka, uniqueGroupId } from "./_kafka.ts";
+import { createTopic, deleteTopic, endOffsets, testKafka, uniqueGroupId } from "./_kafka.ts";
 
 Deno.test("four consumers that wait for each other at every record still rebuild a topic keyed per chunk and commit it to its end", async () => {
   registerCodecs();
@@ -44,8 +49,36 @@ Deno.test("four consumers that wait for each other at every record still rebuild
     // has no one to wait for).
     while (downloader.health().consumersInGroup < 4) await sleep(50);
     await sleep(1000);
-    // 16 KiB chunks keyed per chunk: every file's chunks are spread over the 4 partitions.
-    await produceTree(topic, root, undefined, 16384);
+    // 4 KiB chunks keyed per chunk: every file's chunks are spread over the 4 partitions, about
+    // 120 in each, more than a consumer starts at once (32). They become readable together when
+    // the transaction commits; their timestamps, a millisecond apart in the order of the files'
+    // chunks, say which consumer is further on.
+    const messages = await chunkMessagesOfTree(root, 4096);
+    const sentAt = Date.now() - messages.length;
+    const producer = testKafka().producer({
+      transactionalId: uniqueGroupId("pacing_txn"),
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+    await producer.connect();
+    try {
+      const transaction = await producer.transaction();
+      await transaction.send({
+        topic,
+        compression: CompressionTypes.LZ4,
+        messages: messages.map((m, i) => ({ ...m, timestamp: String(sentAt + i) })),
+      });
+      await transaction.commit();
+    } finally {
+      await producer.disconnect();
+    }
+    // The transaction's markers reach the partitions after commit() returns: until they do, the
+    // end of each partition (for a reader of committed records) is still 0.
+    const deadline = Date.now() + 30_000;
+    while ([...(await endOffsets(topic)).values()].reduce((a, b) => a + b, 0n) < messages.length) {
+      if (Date.now() > deadline) throw new Error("the transaction's records never became readable");
+      await sleep(50);
+    }
     await waitForCommitted(group, topic, 120_000);
     assert.equal(downloader.status().filesCompleted, 8);
     await downloader.stop();
