@@ -14,7 +14,7 @@
  * @module
  */
 
-import { type Admin, Kafka, type KafkaConfig, logLevel } from "kafkajs";
+import { type Admin, Kafka, type KafkaConfig, logLevel, type Producer } from "kafkajs";
 import { quietKafkajsTimerWarnings } from "../src/console/process_warnings.ts";
 
 quietKafkajsTimerWarnings();
@@ -84,6 +84,15 @@ function sanitize(hint: string): string {
 /** A consumer group id no other test uses, e.g. `g-<hint>-<time>-<n>-<random>`. */
 export function uniqueGroupId(hint = "test"): string {
   return `g-${sanitize(hint)}-${uniqueSuffix()}`;
+}
+
+/** A producer of the test broker that writes in transactions (idempotent, a unique transactional id). */
+export function transactionalProducer(): Producer {
+  return testKafka().producer({
+    transactionalId: uniqueGroupId("txn"),
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
 }
 
 /** A topic name no other test uses (does not create it), e.g. `t-<hint>-<time>-<n>-<random>`. */

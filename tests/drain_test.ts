@@ -29,6 +29,7 @@ import {
   createTopic,
   endOffsets,
   testKafka,
+  transactionalProducer,
   uniqueGroupId,
 } from "./_kafka.ts";
 
@@ -202,11 +203,7 @@ Deno.test("drain mode on a topic written in transactions (as --rekey_to writes):
   const topic = await createTopic(2, "drain_txn");
   const group = uniqueGroupId("drain_txn");
   registerCodecs();
-  const producer = testKafka().producer({
-    transactionalId: uniqueGroupId("txn"),
-    idempotent: true,
-    maxInFlightRequests: 1,
-  });
+  const producer = transactionalProducer();
   await producer.connect();
   try {
     // Committed transactions with an aborted one between them (its records and marker stay in

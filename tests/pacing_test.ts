@@ -21,7 +21,14 @@ import {
   waitForCommitted,
   writeRandomFile,
 } from "./_cli.ts";
-import { createTopic, deleteTopic, endOffsets, testKafka, uniqueGroupId } from "./_kafka.ts";
+import {
+  createTopic,
+  deleteTopic,
+  endOffsets,
+  testKafka,
+  transactionalProducer,
+  uniqueGroupId,
+} from "./_kafka.ts";
 
 Deno.test("four consumers that wait for each other at every record still rebuild a topic keyed per chunk and commit it to its end", async () => {
   registerCodecs();
@@ -55,11 +62,7 @@ Deno.test("four consumers that wait for each other at every record still rebuild
     // chunks, say which consumer is further on.
     const messages = await chunkMessagesOfTree(root, 4096);
     const sentAt = Date.now() - messages.length;
-    const producer = testKafka().producer({
-      transactionalId: uniqueGroupId("pacing_txn"),
-      idempotent: true,
-      maxInFlightRequests: 1,
-    });
+    const producer = transactionalProducer();
     await producer.connect();
     try {
       const transaction = await producer.transaction();
