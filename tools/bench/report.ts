@@ -177,13 +177,10 @@ export const TARGETS = {
  * whose tools or workloads were not run says so.
  */
 export function formatTargets(workloads: WorkloadFacts[], records: RunRecord[]): string {
-  // The runs the table's medians are of (a run that did not check out is listed after it).
-  const ok = records.filter((r) => r.seconds !== undefined);
-  const timesOf = (w: WorkloadId, t: ToolId) => ok.filter((r) => r.workload === w && r.tool === t);
-  const medianOf = (w: WorkloadId, t: ToolId) => {
-    const runs = timesOf(w, t);
-    return runs.length === 0 ? undefined : median(runs.map((r) => r.seconds!));
-  };
+  // The table's own rows: the same medians and peaks.
+  const table = rows(workloads, ["ours2", "ours4", "openmsistream", "cperf"], records);
+  const rowOf = (w: WorkloadId, t: ToolId) => table.find((r) => r.workload === w && r.tool === t);
+  const medianOf = (w: WorkloadId, t: ToolId) => rowOf(w, t)?.seconds;
   const has = (w: WorkloadId) =>
     workloads.some((f) => f.id === w) && records.some((r) => r.workload === w);
   const verdict = (met: boolean) => met ? "met" : "NOT MET";
@@ -230,28 +227,29 @@ export function formatTargets(workloads: WorkloadFacts[], records: RunRecord[]):
       over("W4", "openmsistream", TARGETS.w4OverOpenMsiStream, "OpenMSIStream"),
     ]);
   }
-  const rss = workloads.map((w) => {
-    const peaks = records.filter((r) =>
-      r.workload === w.id && (r.tool === "ours2" || r.tool === "ours4") && r.peakRss !== undefined
-    ).map((r) => r.peakRss! / 2 ** 20);
+  const rss = workloads.flatMap((w) => {
+    const peaks = [rowOf(w.id, "ours2")?.peakRssMiB, rowOf(w.id, "ours4")?.peakRssMiB]
+      .filter((v): v is number => v !== undefined);
+    if (peaks.length === 0) return [];
     const size = w.id === "W4" ? ` (${(w.bytes / 2 ** 30).toFixed(1)} GiB)` : "";
-    return { text: `${w.id}${size} ${peaks.length ? Math.max(...peaks).toFixed(0) : "—"}`, peaks };
-  }).filter((r) => r.peaks.length > 0);
+    const peak = Math.max(...peaks);
+    return [{ text: `${w.id}${size} ${peak.toFixed(0)}`, peak }];
+  });
   if (rss.length > 0) {
-    const met = rss.every((r) => r.peaks.every((p) => p <= TARGETS.peakRssMiB));
+    const met = rss.every((r) => r.peak <= TARGETS.peakRssMiB);
     lines.push(
       `- peak RSS ≤ ${TARGETS.peakRssMiB} MiB (highest of --n_threads 2 and 4 in any run, MiB): ${
         rss.map((r) => r.text).join(", ")
       }: ${verdict(met)}`,
     );
   }
+  const timed = records.filter((r) => r.seconds !== undefined);
   const pairs = workloads.flatMap((w) => {
-    const two = timesOf(w.id, "ours2");
-    const four = timesOf(w.id, "ours4");
-    if (two.length === 0 || four.length === 0) return [];
-    const m2 = median(two.map((r) => r.seconds!));
-    const m4 = median(four.map((r) => r.seconds!));
-    const paired = two.flatMap((a) => {
+    const m2 = medianOf(w.id, "ours2");
+    const m4 = medianOf(w.id, "ours4");
+    if (m2 === undefined || m4 === undefined) return [];
+    const four = timed.filter((r) => r.workload === w.id && r.tool === "ours4");
+    const paired = timed.filter((r) => r.workload === w.id && r.tool === "ours2").flatMap((a) => {
       const b = four.find((r) => r.run === a.run);
       return b ? [b.seconds! > a.seconds!] : [];
     });
