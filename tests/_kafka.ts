@@ -14,7 +14,15 @@
  * @module
  */
 
-import { type Admin, Kafka, type KafkaConfig, logLevel, type Producer } from "kafkajs";
+import {
+  type Admin,
+  CompressionTypes,
+  Kafka,
+  type KafkaConfig,
+  logLevel,
+  type Message,
+  type Producer,
+} from "kafkajs";
 import { quietKafkajsTimerWarnings } from "../src/console/process_warnings.ts";
 
 quietKafkajsTimerWarnings();
@@ -93,6 +101,26 @@ export function transactionalProducer(): Producer {
     idempotent: true,
     maxInFlightRequests: 1,
   });
+}
+
+/**
+ * Sends `messages` to `topic` (LZ4) in one transaction of a fresh {@linkcode transactionalProducer},
+ * then commits or aborts it.
+ */
+export async function sendInTransaction(
+  topic: string,
+  messages: Message[],
+  end: "commit" | "abort" = "commit",
+): Promise<void> {
+  const producer = transactionalProducer();
+  await producer.connect();
+  try {
+    const transaction = await producer.transaction();
+    await transaction.send({ topic, compression: CompressionTypes.LZ4, messages });
+    await (end === "commit" ? transaction.commit() : transaction.abort());
+  } finally {
+    await producer.disconnect();
+  }
 }
 
 /** A topic name no other test uses (does not create it), e.g. `t-<hint>-<time>-<n>-<random>`. */

@@ -28,6 +28,7 @@ import {
   committedOffsets,
   createTopic,
   endOffsets,
+  sendInTransaction,
   testKafka,
   transactionalProducer,
   uniqueGroupId,
@@ -243,18 +244,7 @@ Deno.test("drain mode on a topic written in transactions (as --rekey_to writes):
 
   // An aborted transaction alone after them: its fetches hold nothing to read, and the group's
   // offsets still move past them.
-  await producer.connect();
-  try {
-    const transaction = await producer.transaction();
-    await transaction.send({
-      topic,
-      compression: CompressionTypes.LZ4,
-      messages: await chunkMessagesOfTree(aborted, 65536, "file"),
-    });
-    await transaction.abort();
-  } finally {
-    await producer.disconnect();
-  }
+  await sendInTransaction(topic, await chunkMessagesOfTree(aborted, 65536, "file"), "abort");
   const again = startDownloader(out, topic, group);
   try {
     await waitForCommitted(group, topic, 60_000);

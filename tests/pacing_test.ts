@@ -11,7 +11,6 @@ import assert from "node:assert/strict";
 import { Downloader } from "../src/kafka/downloader.ts";
 import { Logger } from "../src/console/logger.ts";
 import { registerCodecs } from "../src/wire/compression.ts";
-import { CompressionTypes } from "kafkajs";
 import {
   assertSameTree,
   chunkMessagesOfTree,
@@ -25,8 +24,8 @@ import {
   createTopic,
   deleteTopic,
   endOffsets,
+  sendInTransaction,
   testKafka,
-  transactionalProducer,
   uniqueGroupId,
 } from "./_kafka.ts";
 
@@ -62,19 +61,10 @@ Deno.test("four consumers that wait for each other at every record still rebuild
     // chunks, say which consumer is further on.
     const messages = await chunkMessagesOfTree(root, 4096);
     const sentAt = Date.now() - messages.length;
-    const producer = transactionalProducer();
-    await producer.connect();
-    try {
-      const transaction = await producer.transaction();
-      await transaction.send({
-        topic,
-        compression: CompressionTypes.LZ4,
-        messages: messages.map((m, i) => ({ ...m, timestamp: String(sentAt + i) })),
-      });
-      await transaction.commit();
-    } finally {
-      await producer.disconnect();
-    }
+    await sendInTransaction(
+      topic,
+      messages.map((m, i) => ({ ...m, timestamp: String(sentAt + i) })),
+    );
     // The transaction's markers reach the partitions after commit() returns: until they do, the
     // end of each partition (for a reader of committed records) is still 0.
     const deadline = Date.now() + 30_000;
