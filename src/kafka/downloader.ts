@@ -46,6 +46,19 @@ import type { CrashHook } from "../store/state_file.ts";
 /** Bytes fetched per partition at most (kafkajs `maxBytesPerPartition`): 2 MiB and 16 KiB. */
 const FETCH_BYTES_PER_PARTITION = 2 * 1024 * 1024 + 16 * 1024;
 
+/**
+ * Bytes one consumer fetches per partition at most, by default: a fetch request carries up to two
+ * partitions' worth (2 MiB and 16 KiB each), so a consumer that holds one
+ * partition (as many consumers as partitions, or more) takes twice as much of it per request.
+ * The broker handles a fetch request at a cost of its own: at 2 MiB, four consumers on four
+ * partitions made twice the requests of two consumers, and were slower on a machine whose cores
+ * were all busy (BENCHMARKS.md, "Four consumers against two").
+ */
+export function fetchBytesPerPartition(partitions: number, consumers: number): number {
+  const perConsumer = Math.ceil(partitions / Math.max(1, consumers));
+  return perConsumer <= 1 ? 2 * FETCH_BYTES_PER_PARTITION : FETCH_BYTES_PER_PARTITION;
+}
+
 /** Partitions one consumer handles at once (kafkajs `partitionsConsumedConcurrently`). */
 const PARTITIONS_IN_FLIGHT = 4;
 
@@ -317,8 +330,9 @@ export class Downloader {
       // batch is dropped and fetched again). OpenMSIStream's default 512 KiB chunks arrive one per
       // batch of about 524.6 KB: four fit here with room for long paths; at exactly 2 MiB, three
       // did and most of a fourth was sent for nothing. Larger fetches were faster still for big
-      // chunks, but took many small files (W3 in BENCHMARKS.md) past 256 MB.
-      maxBytesPerPartition: FETCH_BYTES_PER_PARTITION,
+      // chunks, but took many small files (W3 in BENCHMARKS.md) past 256 MB. A consumer with one
+      // partition fetches twice as much of it, as many bytes per request as one with two.
+      maxBytesPerPartition: fetchBytesPerPartition(this.#topicPartitions, this.#o.consumers),
       maxBytes: 8 * 1024 * 1024,
       // librdkafka's fetch.wait.max.ms default; also bounds how long a shutdown waits for a fetch.
       maxWaitTimeInMs: 500,

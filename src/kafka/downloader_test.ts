@@ -20,7 +20,7 @@ import type {
 import { bytesEqual, type DataFileChunk, encodeChunk, fileKey } from "../wire/chunk_codec.ts";
 import { sha512 } from "../wire/sha512.ts";
 import { chunksOfFile } from "../wire/chunk_producer.ts";
-import { Downloader } from "./downloader.ts";
+import { Downloader, fetchBytesPerPartition } from "./downloader.ts";
 import { Logger } from "../console/logger.ts";
 import { STATE_DIR_NAME } from "../store/safe_path.ts";
 import type { CrashHook } from "../store/state_file.ts";
@@ -538,6 +538,27 @@ Deno.test("a fetch holds four OpenMSIStream 512 KiB chunks whole, with long path
   assert.ok(4 * longPath <= limit, `four batches of ${longPath} bytes in ${limit}`);
   const shortPath = batchBytes("", "a.dat");
   assert.ok(4 * (shortPath - 32) > 2 * 1024 * 1024, `${shortPath} bytes: four fill 2 MiB`);
+});
+
+Deno.test("a consumer that holds one partition fetches two partitions' worth of it", async () => {
+  // Each fetch request carries as many bytes whether a consumer has one partition or two.
+  assert.equal(fetchBytesPerPartition(4, 2), fetchBytesPerPartition(4, 1));
+  assert.equal(fetchBytesPerPartition(8, 4), fetchBytesPerPartition(4, 2));
+  assert.equal(fetchBytesPerPartition(4, 4), 2 * fetchBytesPerPartition(4, 2));
+  assert.equal(fetchBytesPerPartition(4, 8), 2 * fetchBytesPerPartition(4, 2));
+  assert.equal(fetchBytesPerPartition(4, 3), fetchBytesPerPartition(4, 2));
+  assert.equal(fetchBytesPerPartition(1, 1), 2 * fetchBytesPerPartition(4, 2));
+  // The fake topic has two partitions: one consumer fetches both, two take one each.
+  const limits: number[] = [];
+  for (const consumers of [1, 2]) {
+    await using t = await setup({ consumers });
+    limits.push(...t.kafka.consumers.map((c) => c.config.maxBytesPerPartition ?? 0));
+  }
+  assert.deepEqual(limits, [
+    fetchBytesPerPartition(4, 2),
+    fetchBytesPerPartition(4, 4),
+    fetchBytesPerPartition(4, 4),
+  ]);
 });
 
 Deno.test("every committed offset covers only chunks already synced to the journal or published", async () => {
