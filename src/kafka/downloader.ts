@@ -47,16 +47,18 @@ import type { CrashHook } from "../store/state_file.ts";
 const FETCH_BYTES_PER_PARTITION = 2 * 1024 * 1024 + 16 * 1024;
 
 /**
- * Bytes one consumer fetches per partition at most, by default: a fetch request carries up to two
- * partitions' worth (2 MiB and 16 KiB each), so a consumer that holds one
- * partition (as many consumers as partitions, or more) takes twice as much of it per request.
- * The broker handles a fetch request at a cost of its own: at 2 MiB, four consumers on four
- * partitions made twice the requests of two consumers, and were slower on a machine whose cores
- * were all busy (BENCHMARKS.md, "Four consumers against two").
+ * Bytes one consumer fetches per partition at most, by default. A consumer that holds a single
+ * partition (as many consumers as partitions, or more) fetches half as much again of it: 3 MiB
+ * and 24 KiB, six of OpenMSIStream's 512 KiB chunks. The broker handles each fetch request at a
+ * cost of its own: at 2 MiB, four consumers on four partitions made twice the requests of two for
+ * the same bytes, and were slower than two on a machine whose cores were all busy. Twice as much
+ * (as many bytes per request as two partitions) took W2's peak RSS with four consumers to 250 MiB;
+ * half as much again kept it under 230 MiB and was as fast (BENCHMARKS.md, "Four consumers against
+ * two").
  */
 export function fetchBytesPerPartition(partitions: number, consumers: number): number {
   const perConsumer = Math.ceil(partitions / Math.max(1, consumers));
-  return perConsumer <= 1 ? 2 * FETCH_BYTES_PER_PARTITION : FETCH_BYTES_PER_PARTITION;
+  return perConsumer <= 1 ? FETCH_BYTES_PER_PARTITION * 3 / 2 : FETCH_BYTES_PER_PARTITION;
 }
 
 /** Partitions one consumer handles at once (kafkajs `partitionsConsumedConcurrently`). */
@@ -331,7 +333,7 @@ export class Downloader {
       // batch of about 524.6 KB: four fit here with room for long paths; at exactly 2 MiB, three
       // did and most of a fourth was sent for nothing. Larger fetches were faster still for big
       // chunks, but took many small files (W3 in BENCHMARKS.md) past 256 MB. A consumer with one
-      // partition fetches twice as much of it, as many bytes per request as one with two.
+      // partition fetches half as much again of it (fetchBytesPerPartition).
       maxBytesPerPartition: fetchBytesPerPartition(this.#topicPartitions, this.#o.consumers),
       maxBytes: 8 * 1024 * 1024,
       // librdkafka's fetch.wait.max.ms default; also bounds how long a shutdown waits for a fetch.

@@ -540,25 +540,27 @@ Deno.test("a fetch holds four OpenMSIStream 512 KiB chunks whole, with long path
   assert.ok(4 * (shortPath - 32) > 2 * 1024 * 1024, `${shortPath} bytes: four fill 2 MiB`);
 });
 
-Deno.test("a consumer that holds one partition fetches two partitions' worth of it", async () => {
-  // Each fetch request carries as many bytes whether a consumer has one partition or two.
-  assert.equal(fetchBytesPerPartition(4, 2), fetchBytesPerPartition(4, 1));
-  assert.equal(fetchBytesPerPartition(8, 4), fetchBytesPerPartition(4, 2));
-  assert.equal(fetchBytesPerPartition(4, 4), 2 * fetchBytesPerPartition(4, 2));
-  assert.equal(fetchBytesPerPartition(4, 8), 2 * fetchBytesPerPartition(4, 2));
-  assert.equal(fetchBytesPerPartition(4, 3), fetchBytesPerPartition(4, 2));
-  assert.equal(fetchBytesPerPartition(1, 1), 2 * fetchBytesPerPartition(4, 2));
+Deno.test("a consumer that holds one partition fetches half as much again of it", async () => {
+  const base = fetchBytesPerPartition(4, 2);
+  assert.equal(base, 2 * 1024 * 1024 + 16 * 1024);
+  // Two partitions or more per consumer: the base limit.
+  assert.equal(fetchBytesPerPartition(4, 1), base);
+  assert.equal(fetchBytesPerPartition(8, 4), base);
+  assert.equal(fetchBytesPerPartition(4, 3), base);
+  // One partition per consumer (or none): half as much again, a whole number of bytes.
+  const one = fetchBytesPerPartition(4, 4);
+  assert.equal(one, 3 * 1024 * 1024 + 24 * 1024);
+  assert.equal(fetchBytesPerPartition(4, 8), one);
+  assert.equal(fetchBytesPerPartition(1, 1), one);
+  // Six of OpenMSIStream's 512 KiB chunks (batches of about 524.6 KB) fit, where the base holds four.
+  assert.equal(Math.floor(one / 524_600), 6);
   // The fake topic has two partitions: one consumer fetches both, two take one each.
   const limits: number[] = [];
   for (const consumers of [1, 2]) {
     await using t = await setup({ consumers });
     limits.push(...t.kafka.consumers.map((c) => c.config.maxBytesPerPartition ?? 0));
   }
-  assert.deepEqual(limits, [
-    fetchBytesPerPartition(4, 2),
-    fetchBytesPerPartition(4, 4),
-    fetchBytesPerPartition(4, 4),
-  ]);
+  assert.deepEqual(limits, [base, one, one]);
 });
 
 Deno.test("every committed offset covers only chunks already synced to the journal or published", async () => {
