@@ -53,8 +53,8 @@ const FETCH_BYTES_PER_PARTITION = 2 * 1024 * 1024 + 16 * 1024;
  * cost of its own: at 2 MiB, four consumers on four partitions made twice the requests of two for
  * the same bytes, and were slower than two on a machine whose cores were all busy. Twice as much
  * (as many bytes per request as two partitions) took W2's peak RSS with four consumers to 250 MiB;
- * half as much again kept it under 230 MiB, and four consumers were as fast against two (BENCHMARKS.md,
- * "A consumer with one partition fetches more").
+ * half as much again kept it under 230 MiB, and four consumers were as fast against two
+ * (BENCHMARKS.md, "A consumer with one partition fetches more").
  */
 export function fetchBytesPerPartition(partitions: number, consumers: number): number {
   const perConsumer = Math.ceil(partitions / Math.max(1, consumers));
