@@ -41,7 +41,7 @@ Deno.test("formatTargets() says which targets a run meets, from the same medians
     "- W1 ≥ 2× OpenMSIStream and ≥ 70% of ConsumerPerformance: OpenMSIStream 2.65×, ConsumerPerformance 103%: met",
     "- W2 ≥ 3× OpenMSIStream: W2 OpenMSIStream 3.81×: met",
     "- peak RSS ≤ 256 MiB (highest of --n_threads 2 and 4 in any run, MiB): W1 200, W2 210: met",
-    "- --n_threads 4 never slower than 2 (medians): W1 3.2% faster (3.00 against 3.10 s; 4 the slower in 0 of 3 runs), W2 as fast (1.60 against 1.60 s; 4 the slower in 2 of 3 runs): met",
+    "- --n_threads 4 never slower than 2 (medians): W1 3.2% faster (3.00 against 3.10 s; 4 the slower in 0 of 3 runs; 4's time over 2's, run by run: median 0.97), W2 as fast (1.60 against 1.60 s; 4 the slower in 2 of 3 runs; 4's time over 2's, run by run: median 1.06): met",
   ]);
   // The ratios are those of the table.
   const table = formatTable([W1, W2], ["ours2", "ours4", "openmsistream", "cperf"], records, 3);
@@ -70,7 +70,9 @@ Deno.test("formatTargets() names what a run misses, and what it did not measure"
     "- peak RSS ≤ 256 MiB (highest of --n_threads 2 and 4 in any run, MiB): W1 200, W4 (4.0 GiB) 257: NOT MET",
   );
   assert.ok(
-    lines[4]!.includes("W1 2.0% slower (5.10 against 5.00 s; 4 the slower in 2 of 3 runs)"),
+    lines[4]!.includes(
+      "W1 2.0% slower (5.10 against 5.00 s; 4 the slower in 2 of 3 runs; 4's time over 2's, run by run: median 1.02)",
+    ),
     lines[4]!,
   );
   assert.ok(lines[4]!.includes("W4 as fast"), lines[4]!);
