@@ -516,11 +516,20 @@ export class Downloader {
     // A heartbeat that reports a rebalance must not abandon the batch: what was handled is still
     // flushed and committed before the batch returns (the group accepts commits of the current
     // generation while it rebalances), so that the partition's next owner starts after it.
+    // kafkajs sends a heartbeat only once one is due, but after a failed one (the group is
+    // rebalancing) at every call until one succeeds, and the loop below asks after each record:
+    // the batch would then start one record per round trip to the broker (730 records at 50 ms:
+    // 36 s) and hold up the rebalance all that time. So after a failure it asks again only after
+    // HEARTBEAT_MS.
     let rebalancing = false;
-    const keepAlive = () =>
-      heartbeat().catch(() => {
+    let failedAt = -Infinity;
+    const keepAlive = async () => {
+      if (Date.now() - failedAt < HEARTBEAT_MS) return;
+      await heartbeat().catch(() => {
         rebalancing = true;
+        failedAt = Date.now();
       });
+    };
     const handled = new Array<boolean>(messages.length).fill(false);
     const running = new Set<Promise<void>>();
     let resolved = 0;

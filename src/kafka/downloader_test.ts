@@ -1019,11 +1019,35 @@ Deno.test("a heartbeat that reports a rebalance mid-batch does not abandon the b
   const bytes = random(80 * CHUNK_SIZE + 3, 12);
   const { chunks } = await t.source("rebalanced.dat", bytes);
   await consumer.deliver(2, records(100, chunks));
-  assert.ok(consumer.heartbeats > 1, `${consumer.heartbeats} heartbeats`);
+  assert.ok(consumer.heartbeats >= 1, `${consumer.heartbeats} heartbeats`);
   assert.deepEqual(t.kafka.commits.map((c) => [c.partition, c.offset]), [
     [2, String(100 + chunks.length)],
   ]);
   assert.deepEqual(await Deno.readFile(join(t.out, "rebalanced.dat")), bytes);
+});
+
+Deno.test("after a heartbeat reports a rebalance, a batch asks again only every 500 ms, not after each record", async () => {
+  await using t = await setup();
+  const consumer = t.kafka.consumers[0]!;
+  consumer.heartbeatError = new Error("The group is rebalancing, so a rejoin is needed");
+  // 200 one-chunk files: the batch asks for a heartbeat after each record past the first 32.
+  const contents = Array.from({ length: 200 }, (_, i) => random(100 + i, i));
+  const chunks = [];
+  for (const [i, bytes] of contents.entries()) {
+    chunks.push(...(await t.source(`many/${i}.dat`, bytes)).chunks);
+  }
+  const started = Date.now();
+  await consumer.deliver(1, records(0, chunks));
+  const elapsed = Date.now() - started;
+  // kafkajs would send one after each of the 168 records past the window (plus the batch's end).
+  assert.ok(
+    consumer.heartbeats <= 2 + Math.ceil(elapsed / 500),
+    `${consumer.heartbeats} heartbeats in ${elapsed} ms`,
+  );
+  assert.deepEqual(t.kafka.commits.map((c) => [c.partition, c.offset]), [[1, "200"]]);
+  for (const [i, bytes] of contents.entries()) {
+    assert.deepEqual(await Deno.readFile(join(t.out, "many", `${i}.dat`)), bytes);
+  }
 });
 
 Deno.test("a partition that moves away gives up its files in progress at the join, before any further batch", async () => {
