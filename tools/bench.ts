@@ -30,7 +30,9 @@
  * Then one table: medians, MB/s, files/s, peak RSS and the ratios ours/OpenMSIStream and
  * ours/ConsumerPerformance. Everything it made (topics, groups, temporary folders, processes) is
  * removed at the end, on failure and on Ctrl-C / SIGTERM. It uses the broker at
- * `KAFKA_BOOTSTRAP_SERVERS` when set, otherwise starts one (tools/broker.ts) and stops it.
+ * `KAFKA_BOOTSTRAP_SERVERS` when set, otherwise starts one (tools/broker.ts) and stops it. With
+ * `--broker-rtt-ms N`, it starts its own broker behind a proxy (tools/bench/delay_proxy.ts) that
+ * adds N ms to every round trip while the tools read, as a broker across a network would.
  * Exits 1 if any run failed or any rebuilt tree differed.
  *
  * @module
@@ -39,7 +41,14 @@ import { join } from "node:path";
 import { type Admin, Kafka, logLevel } from "kafkajs";
 import { quietKafkajsTimerWarnings } from "../src/console/process_warnings.ts";
 import { registerCodecs } from "../src/wire/compression.ts";
-import { type Broker, KAFKA_VERSION, startBroker } from "./broker.ts";
+import {
+  type Broker,
+  freePort,
+  KAFKA_VERSION,
+  startBroker,
+  type StartBrokerOptions,
+} from "./broker.ts";
+import { type DelayProxy, startDelayProxy } from "./bench/delay_proxy.ts";
 import { ensureOpenMsiStream, OPENMSISTREAM_VERSION, VENV_DIR } from "./openmsistream_venv.ts";
 import { killAllChildren, RunFailed, timedRun } from "./bench/process.ts";
 import { type ProducerKind, produceTree } from "./bench/produce.ts";
@@ -86,6 +95,9 @@ Options:
   --mb N              W1 and W2 totals in MB (10^6), as the earlier bench had it
   --gib N             W4's size in GiB
   --skip-memory       leave W4 out
+  --broker-rtt-ms N   put the broker N ms away while the tools read (a proxy that delays every
+                      byte by N/2 ms each way; the topics are produced without the delay); needs
+                      the benchmark's own broker, not KAFKA_BOOTSTRAP_SERVERS
   -h, --help          this text
 
 Smoke run: deno task bench --w1-mib 64 --w2-mib 16 --w3-files 500 --w4-mib 128 --runs 1
@@ -104,6 +116,7 @@ interface Options {
   timeout: number | undefined;
   sizes: { w1MiB: number; w2MiB: number | undefined; w3Files: number; w4MiB: number };
   skipReference: boolean;
+  brokerRttMs: number | undefined;
 }
 
 function usageError(message: string): never {
@@ -120,6 +133,7 @@ function parseOptions(args: string[]): Options {
     timeout: undefined,
     sizes: { w1MiB: 1024, w2MiB: undefined, w3Files: 20000, w4MiB: 4096 },
     skipReference: false,
+    brokerRttMs: undefined,
   };
   let skipMemory = false;
   for (let i = 0; i < args.length; i++) {
@@ -203,6 +217,9 @@ function parseOptions(args: string[]): Options {
       }
       case "--timeout":
         o.timeout = number(1);
+        break;
+      case "--broker-rtt-ms":
+        o.brokerRttMs = number(0);
         break;
       default:
         usageError(`unknown option ${arg}`);
@@ -298,12 +315,35 @@ async function main(): Promise<number> {
   let tools = options.tools;
 
   let bootstrap = Deno.env.get("KAFKA_BOOTSTRAP_SERVERS")?.trim();
+  let proxy: DelayProxy | undefined;
+  if (bootstrap && options.brokerRttMs !== undefined) {
+    usageError(
+      "--broker-rtt-ms puts a proxy in front of the benchmark's own broker: unset KAFKA_BOOTSTRAP_SERVERS",
+    );
+  }
   if (bootstrap) {
     say(`Using the Kafka broker at ${bootstrap} (KAFKA_BOOTSTRAP_SERVERS).`);
   } else {
-    const broker: Broker = await startBroker({ log: say });
+    let brokerOptions: StartBrokerOptions = {};
+    if (options.brokerRttMs !== undefined) {
+      // Clients bootstrap on the broker's own port; its metadata sends them to the proxy.
+      const port = freePort();
+      const started = startDelayProxy({ hostname: "127.0.0.1", port });
+      proxy = started;
+      onCleanup("stop the delay proxy", () => started.close());
+      brokerOptions = { port, advertisedPort: started.port };
+      notes.push(
+        (options.brokerRttMs > 0
+          ? `The broker was ${options.brokerRttMs} ms away while the tools read (a proxy on ` +
+            `this machine delayed every byte by ${options.brokerRttMs / 2} ms each way)`
+          : "The tools reached the broker through a proxy on this machine that adds no delay") +
+          "; the targets are stated for a broker beside the program.",
+      );
+    }
+    const broker: Broker = await startBroker({ log: say, ...brokerOptions });
     onCleanup("stop the broker", () => broker.stop());
     bootstrap = broker.bootstrapServers;
+    if (proxy) say(`Clients reach it through a delay proxy at 127.0.0.1:${proxy.port}.`);
   }
 
   // The producer and the reference need the OpenMSIStream venv.
@@ -429,6 +469,7 @@ async function main(): Promise<number> {
         if (tool === "rekey") topics.add(rekeyedTopic);
         try {
           await settleDisk();
+          if (proxy) proxy.rttMs = options.brokerRttMs ?? 0;
           const runs = toolRun(tool, {
             bootstrap,
             topic,
@@ -498,6 +539,7 @@ async function main(): Promise<number> {
           record.problem = e instanceof RunFailed ? e.message : firstLine(e);
           say(`    FAILED: ${record.problem.split("\n").join("\n      ")}`);
         } finally {
+          if (proxy) proxy.rttMs = 0;
           for (const dir of removeLater ? [] : outDirsOf(tool, outDir)) {
             await Deno.remove(dir, { recursive: true }).catch(() => {});
           }

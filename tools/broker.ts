@@ -82,6 +82,13 @@ export interface StartBrokerOptions {
   port?: number;
   /** CONTROLLER listener port; default: a free port on 127.0.0.1. */
   controllerPort?: number;
+  /**
+   * Port on 127.0.0.1 that the broker tells clients to use for its PLAINTEXT listener, where a
+   * proxy in front of it listens (the benchmark's `--broker-rtt-ms`); default: the listener's own.
+   * Clients may bootstrap on either: the broker's metadata sends every connection after that one
+   * to this port.
+   */
+  advertisedPort?: number;
   /** Give up (and print the tail of the broker log) after this long. Default 90 000 ms. */
   startupTimeoutMs?: number;
   /** JVM maximum heap (`-Xmx`). Default `"512m"`. */
@@ -499,6 +506,7 @@ function serverProperties(
     dataDir: string;
     extra: Record<string, string | number | boolean>;
     secure?: { listeners: PlacedListener[]; props: Record<string, string> };
+    advertisedPort?: number | undefined;
   },
 ): string {
   const secure = o.secure?.listeners ?? [];
@@ -510,7 +518,7 @@ function serverProperties(
     "controller.quorum.bootstrap.servers": `127.0.0.1:${o.controllerPort}`,
     "listeners":
       `PLAINTEXT://127.0.0.1:${o.port},CONTROLLER://127.0.0.1:${o.controllerPort}${listeners}`,
-    "advertised.listeners": `PLAINTEXT://127.0.0.1:${o.port}${listeners}`,
+    "advertised.listeners": `PLAINTEXT://127.0.0.1:${o.advertisedPort ?? o.port}${listeners}`,
     "controller.listener.names": "CONTROLLER",
     "inter.broker.listener.name": "PLAINTEXT",
     "listener.security.protocol.map": `PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${protocols}`,
@@ -690,6 +698,7 @@ export async function startBroker(options: StartBrokerOptions = {}): Promise<Bro
       controllerPort,
       dataDir,
       extra: options.extraProperties ?? {},
+      advertisedPort: options.advertisedPort,
       ...(secureListeners.length > 0
         ? { secure: { listeners: secureListeners, props: secureProps } }
         : {}),
