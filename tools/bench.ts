@@ -326,7 +326,7 @@ async function main(): Promise<number> {
   } else {
     let brokerOptions: StartBrokerOptions = {};
     if (options.brokerRttMs !== undefined) {
-      // Clients bootstrap on the broker's own port; its metadata sends them to the proxy.
+      // The broker's metadata names the proxy, so that no client reaches the broker directly.
       const port = freePort();
       const started = startDelayProxy({ hostname: "127.0.0.1", port });
       proxy = started;
@@ -343,7 +343,11 @@ async function main(): Promise<number> {
     const broker: Broker = await startBroker({ log: say, ...brokerOptions });
     onCleanup("stop the broker", () => broker.stop());
     bootstrap = broker.bootstrapServers;
-    if (proxy) say(`Clients reach it through a delay proxy at 127.0.0.1:${proxy.port}.`);
+    if (proxy) {
+      // Every connection through the proxy, the first one too, as with a broker far away.
+      bootstrap = `127.0.0.1:${proxy.port}`;
+      say(`Clients reach it through a delay proxy at ${bootstrap}.`);
+    }
   }
 
   // The producer and the reference need the OpenMSIStream venv.
