@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import {
   committedOffsets,
   createTopic,
@@ -106,4 +107,61 @@ Deno.test("broker: topics are not auto-created", async () => {
   }
   assert.ok(error instanceof Error, "producing to a missing topic must fail");
   assert.equal(await topicExists(missing), false);
+});
+
+Deno.test("broker: kafkajs reads a number-like fetch limit at each fetch (FetchSizer's limits)", async () => {
+  const topic = await createTopic(1, "broker-fetch-limit");
+  const kafka = testKafka();
+  const producer = kafka.producer();
+  await producer.connect();
+  const recordBytes = 64 * 1024;
+  const records = 48;
+  try {
+    // One send per record: one record batch each, which a fetch returns whole or not at all.
+    for (let i = 0; i < records; i++) {
+      await producer.send({
+        topic,
+        messages: [{ value: Buffer.alloc(recordBytes, i) }],
+      });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+
+  let limit = 256 * 1024;
+  const perPartition = { valueOf: () => limit };
+  const consumer = kafka.consumer({
+    groupId: uniqueGroupId("broker-fetch-limit"),
+    maxBytesPerPartition: perPartition as unknown as number,
+    maxBytes: { valueOf: () => 4 * limit } as unknown as number,
+    maxWaitTimeInMs: 250,
+  });
+  const batches: { limit: number; bytes: number }[] = [];
+  let seen = 0;
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    let allSeen!: () => void;
+    const done = new Promise<void>((resolve) => allSeen = resolve);
+    await consumer.run({
+      eachBatch: ({ batch }) => {
+        const bytes = batch.messages.reduce((sum, m) => sum + (m.value?.length ?? 0), 0);
+        batches.push({ limit, bytes });
+        seen += batch.messages.length;
+        // The next fetches may take four times as much.
+        if (seen >= records / 4) limit = 1024 * 1024;
+        if (seen >= records) allSeen();
+        return Promise.resolve();
+      },
+    });
+    await withTimeout(done, 60000, `consuming ${records} records`);
+  } finally {
+    await consumer.disconnect();
+  }
+  const small = batches.filter((b) => b.limit === 256 * 1024);
+  const large = batches.filter((b) => b.limit === 1024 * 1024);
+  assert.ok(small.length > 0 && large.length > 0, JSON.stringify(batches));
+  // A fetch stops at the first record batch past its limit.
+  assert.ok(small.every((b) => b.bytes <= 256 * 1024), JSON.stringify(small));
+  assert.ok(large.some((b) => b.bytes > 512 * 1024), JSON.stringify(large));
 });

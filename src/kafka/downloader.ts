@@ -38,6 +38,7 @@ import { isPathError } from "../store/io_errors.ts";
 import { isolateConsumerOffsets, joinedText } from "./group_membership.ts";
 import type { Logger } from "../console/logger.ts";
 import { pythonMatch } from "../config/python_regex.ts";
+import { type FetchLimits, FetchSizer } from "./fetch_sizer.ts";
 import { PartitionPacer } from "./partition_pacer.ts";
 import { Quarantine } from "../store/quarantine.ts";
 import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "../store/safe_path.ts";
@@ -59,6 +60,27 @@ const FETCH_BYTES_PER_PARTITION = 2 * 1024 * 1024 + 16 * 1024;
 export function fetchBytesPerPartition(partitions: number, consumers: number): number {
   const perConsumer = Math.ceil(partitions / Math.max(1, consumers));
   return perConsumer <= 1 ? FETCH_BYTES_PER_PARTITION * 3 / 2 : FETCH_BYTES_PER_PARTITION;
+}
+
+/** Bytes one consumer fetches at most (kafkajs `maxBytes`) beside the broker. */
+const FETCH_BYTES_PER_REQUEST = 8 * 1024 * 1024;
+
+/**
+ * The fetch limits while the broker is far away ({@linkcode FetchSizer}): twice the base limit per
+ * partition (at least `near`'s) and twice `near`'s per request. A broker 20 ms away left W1 at
+ * 6.0–6.6 s with the limits beside it and took it to 4.9–5.2 s with these, for a peak RSS of 203–211
+ * MiB against 181–183 MiB (BENCHMARKS.md, "Fetch sizes that follow the broker's distance").
+ */
+export function farFetchLimits(near: FetchLimits): FetchLimits {
+  return {
+    perPartition: Math.max(near.perPartition, 2 * FETCH_BYTES_PER_PARTITION),
+    perRequest: 2 * near.perRequest,
+  };
+}
+
+/** `bytes` in MiB for a person, e.g. "4.0 MiB". */
+function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
 /** Partitions one consumer handles at once (kafkajs `partitionsConsumedConcurrently`). */
@@ -326,6 +348,30 @@ export class Downloader {
       await admin.disconnect().catch(() => {});
     }
     if (this.#stopping) return;
+    const near = {
+      perPartition: fetchBytesPerPartition(this.#topicPartitions, this.#o.consumers),
+      perRequest: FETCH_BYTES_PER_REQUEST,
+    };
+    // Fetch sizes set in the config file are kept as they are, near or far.
+    const sizer = this.#o.consumerConfig?.maxBytesPerPartition === undefined &&
+        this.#o.consumerConfig?.maxBytes === undefined
+      ? new FetchSizer(near, farFetchLimits(near), {
+        changed: (far, ms, limits) =>
+          this.#logger.info(
+            far
+              ? `The broker is far away (its quickest answer took ${
+                Math.round(ms)
+              } ms): fetching up to ${mib(limits.perPartition)} per partition and ${
+                mib(limits.perRequest)
+              } per request (set max.partition.fetch.bytes and fetch.max.bytes in [consumer] to choose)`
+              : `The broker is near again (its quickest answer took ${
+                Math.round(ms)
+              } ms): fetching up to ${mib(limits.perPartition)} per partition and ${
+                mib(limits.perRequest)
+              } per request`,
+          ),
+      })
+      : undefined;
     const config: ConsumerConfig = {
       // Fetch sizes bound memory: with two consumers, a 4 GiB file is rebuilt in well under 256 MB.
       // The broker cuts a fetch at this many bytes, through a record batch if it must (the partial
@@ -334,8 +380,10 @@ export class Downloader {
       // did and most of a fourth was sent for nothing. Larger fetches were faster still for big
       // chunks, but took many small files (W3 in BENCHMARKS.md) past 256 MB. A consumer with one
       // partition fetches half as much again of it (fetchBytesPerPartition).
-      maxBytesPerPartition: fetchBytesPerPartition(this.#topicPartitions, this.#o.consumers),
-      maxBytes: 8 * 1024 * 1024,
+      // While the broker is far away, twice as much (FetchSizer: kafkajs takes its number-like
+      // limits for numbers).
+      maxBytesPerPartition: (sizer?.perPartition ?? near.perPartition) as number,
+      maxBytes: (sizer?.perRequest ?? near.perRequest) as number,
       // librdkafka's fetch.wait.max.ms default; also bounds how long a shutdown waits for a fetch.
       maxWaitTimeInMs: 500,
       // kafkajs's 3 s default makes a member wait that long to learn of a rebalance (another
@@ -367,6 +415,11 @@ export class Downloader {
           this.#commitFiltered(consumer, partition, lastOffset);
         }
       });
+      if (sizer) {
+        consumer.on(consumer.events.REQUEST, (event) => {
+          sizer.observe(event.payload.apiName, event.payload.duration);
+        });
+      }
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
         this.#members.add(i);
         const assigned = event.payload.memberAssignment[this.#o.topic] ?? [];

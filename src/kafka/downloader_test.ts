@@ -431,6 +431,7 @@ async function setup(
     consumers?: number;
     crashHook?: CrashHook;
     pacing?: { budget?: number; slackMs?: number };
+    consumerConfig?: Omit<ConsumerConfig, "groupId">;
   } = {},
 ): Promise<Setup> {
   const root = await Deno.makeTempDir({ prefix: "downloader_test_" });
@@ -461,6 +462,7 @@ async function setup(
       retrySeconds: 0.05,
       ...(options.crashHook ? { crashHook: options.crashHook } : {}),
       ...(options.pacing ? { pacing: options.pacing } : {}),
+      ...(options.consumerConfig ? { consumerConfig: options.consumerConfig } : {}),
     });
     await downloader.start();
     assert.equal(kafka.consumers.length, consumers);
@@ -558,9 +560,54 @@ Deno.test("a consumer that holds one partition fetches half as much again of it"
   const limits: number[] = [];
   for (const consumers of [1, 2]) {
     await using t = await setup({ consumers });
-    limits.push(...t.kafka.consumers.map((c) => c.config.maxBytesPerPartition ?? 0));
+    limits.push(...t.kafka.consumers.map((c) => Number(c.config.maxBytesPerPartition)));
   }
   assert.deepEqual(limits, [base, one, one]);
+});
+
+Deno.test("a broker far away (quick answers of 5 ms or more) doubles the fetch limits, and the log says so", async () => {
+  const MiB = 2 ** 20;
+  await using t = await setup({ consumers: 2 });
+  const [a, b] = t.kafka.consumers;
+  assert.ok(a && b);
+  const limits = (c: FakeConsumer) => [
+    Number(c.config.maxBytesPerPartition),
+    Number(c.config.maxBytes),
+  ];
+  // The fake topic has two partitions: one each.
+  const near = [fetchBytesPerPartition(2, 2), 8 * MiB];
+  assert.deepEqual(limits(a), near);
+  a.emit(EVENTS.HEARTBEAT, {});
+  a.emit(EVENTS.REQUEST, { apiName: "Fetch", duration: 480 }); // waits for data: not a measure
+  assert.deepEqual(limits(a), near);
+
+  a.emit(EVENTS.REQUEST, { apiName: "ApiVersions", duration: 21 });
+  const far = [4 * MiB + 32 * 1024, 16 * MiB];
+  assert.deepEqual(limits(a), far);
+  assert.deepEqual(limits(b), far, "one measure for all the consumers of the process");
+  assert.ok(
+    t.lines.some((l) =>
+      l.includes(
+        "The broker is far away (its quickest answer took 21 ms): fetching up to 4.0 MiB per partition and 16.0 MiB per request",
+      )
+    ),
+    t.lines.join("\n"),
+  );
+
+  b.emit(EVENTS.REQUEST, { apiName: "Heartbeat", duration: 1 });
+  assert.deepEqual(limits(a), near);
+  assert.ok(
+    t.lines.some((l) => l.includes("The broker is near again (its quickest answer took 1 ms)")),
+  );
+});
+
+Deno.test("fetch limits from the config file stay as they are, however far the broker", async () => {
+  await using t = await setup({ consumerConfig: { maxBytesPerPartition: 1024 * 1024 } });
+  const c = t.kafka.consumers[0]!;
+  c.emit(EVENTS.REQUEST, { apiName: "ApiVersions", duration: 40 });
+  assert.equal(c.config.maxBytesPerPartition, 1024 * 1024);
+  assert.equal(c.config.maxBytes, 8 * 1024 * 1024);
+  assert.ok(!t.lines.some((l) => l.includes("The broker is")));
 });
 
 Deno.test("every committed offset covers only chunks already synced to the journal or published", async () => {
