@@ -140,6 +140,24 @@ Deno.test("the delay proxy closes a client whose target refuses, and close() end
   }
 });
 
+Deno.test("the delay proxy's close() does not wait out the delays of bytes in flight", async () => {
+  const echo = echoServer();
+  const proxy = startDelayProxy({ hostname: "127.0.0.1", port: echo.port }, { rttMs: 4000 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+  try {
+    await conn.write(new Uint8Array(1000));
+    await new Promise((resolve) => setTimeout(resolve, 50)); // read by the proxy, held for 2 s
+    const t0 = performance.now();
+    await proxy.close();
+    const took = performance.now() - t0;
+    assert.ok(took < 1000, `close() waited ${took.toFixed(0)} ms for the delayed bytes`);
+    assert.equal(await conn.read(new Uint8Array(8)).catch(() => null), null);
+  } finally {
+    conn.close();
+    await echo.close();
+  }
+});
+
 Deno.test("a broker advertised at the proxy's port: clients that bootstrap on its own port go through the proxy", async () => {
   const port = freePort();
   const proxy = startDelayProxy({ hostname: "127.0.0.1", port });

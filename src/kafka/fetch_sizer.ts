@@ -9,10 +9,12 @@
  * and took W2's peak RSS past 256 MiB, so a {@linkcode FetchSizer} doubles them only while the
  * broker is at least {@linkcode FAR_MS} away.
  *
- * The distance is the shortest time, over the last {@linkcode WINDOW_MS}, that the broker took to
- * answer a request it answers at once ({@linkcode QUICK_REQUESTS}), from kafkajs's `request`
- * instrumentation events ({@linkcode FetchSizer.observe}). A busy event loop only makes answers
- * look slower, so the shortest one is the network's.
+ * The distance is the shortest time the broker has taken, since the consumers started, to answer a
+ * request it answers at once ({@linkcode QUICK_REQUESTS}), from kafkajs's `request`
+ * instrumentation events ({@linkcode FetchSizer.observe}). An answer's time includes its wait for
+ * the event loop, which a long run under load may make 5 ms or more for every answer of a minute;
+ * the first answers come while the loop is quiet (a connection's ApiVersions), and no answer
+ * beats the network's round trip, so the quickest one so far is the distance.
  *
  * kafkajs reads its consumer's `maxBytesPerPartition` and `maxBytes` each time it builds a fetch
  * request, and writes them with `Buffer.writeInt32BE`, which takes a number-like object's
@@ -25,16 +27,12 @@
 /** A broker whose quickest answer takes at least this long (milliseconds) is far away. */
 export const FAR_MS = 5;
 
-/** How long an answer counts towards the distance (milliseconds). */
-export const WINDOW_MS = 60_000;
-
 /** Requests the broker answers at once, without waiting for data or for other members. */
 export const QUICK_REQUESTS: ReadonlySet<string> = new Set([
   "ApiVersions",
   "Metadata",
   "Heartbeat",
   "GroupCoordinator", // kafkajs's name of FindCoordinator
-  "FindCoordinator",
 ]);
 
 /** A value kafkajs takes for a number (see the module documentation). */
@@ -52,10 +50,9 @@ export interface FetchLimits {
 export class FetchSizer {
   readonly #near: FetchLimits;
   readonly #far: FetchLimits;
-  readonly #now: () => number;
   readonly #changed: (far: boolean, distanceMs: number, limits: FetchLimits) => void;
-  /** Quick answers of the window: when each came, and how long it took. */
-  #answers: { at: number; ms: number }[] = [];
+  /** The quickest answer so far (milliseconds). */
+  #quickest = Number.POSITIVE_INFINITY;
   #isFar = false;
 
   /** The per-partition limit, for kafkajs's `maxBytesPerPartition`. */
@@ -71,13 +68,11 @@ export class FetchSizer {
     near: FetchLimits,
     far: FetchLimits,
     options: {
-      now?: () => number;
       changed?: (far: boolean, distanceMs: number, limits: FetchLimits) => void;
     } = {},
   ) {
     this.#near = near;
     this.#far = far;
-    this.#now = options.now ?? (() => performance.now());
     this.#changed = options.changed ?? (() => {});
   }
 
@@ -91,29 +86,20 @@ export class FetchSizer {
     return this.#isFar ? this.#far : this.#near;
   }
 
-  /** The shortest quick answer of the window (milliseconds), `undefined` before the first. */
+  /** The quickest answer so far (milliseconds), `undefined` before the first. */
   get distanceMs(): number | undefined {
-    this.#prune();
-    if (this.#answers.length === 0) return undefined;
-    return Math.min(...this.#answers.map((a) => a.ms));
+    return Number.isFinite(this.#quickest) ? this.#quickest : undefined;
   }
 
   /** Takes one of kafkajs's `request` events: its `apiName` and `duration` (milliseconds). */
   observe(apiName: string, durationMs: number): void {
     if (!QUICK_REQUESTS.has(apiName) || !Number.isFinite(durationMs) || durationMs < 0) return;
-    this.#answers.push({ at: this.#now(), ms: durationMs });
-    const distance = this.distanceMs ?? 0;
-    const far = distance >= FAR_MS;
+    if (durationMs >= this.#quickest) return;
+    this.#quickest = durationMs;
+    const far = durationMs >= FAR_MS;
     if (far !== this.#isFar) {
       this.#isFar = far;
-      this.#changed(far, distance, this.limits);
+      this.#changed(far, durationMs, this.limits);
     }
-  }
-
-  #prune(): void {
-    const since = this.#now() - WINDOW_MS;
-    let drop = 0;
-    while (drop < this.#answers.length && this.#answers[drop]!.at < since) drop++;
-    if (drop > 0) this.#answers = this.#answers.slice(drop);
   }
 }

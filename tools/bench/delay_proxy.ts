@@ -41,12 +41,15 @@ export function startDelayProxy(
   const listener = Deno.listen({ hostname: "127.0.0.1", port: options.port ?? 0 });
   const conns = new Set<Deno.TcpConn>();
   const pairs = new Set<Promise<void>>();
+  /** Ends the delays of every connection (on close). */
+  const closing = new AbortController();
   let closed = false;
   const proxy = {
     port: (listener.addr as Deno.NetAddr).port,
     rttMs: options.rttMs ?? 0,
     close: async () => {
       closed = true;
+      closing.abort();
       listener.close();
       for (const c of conns) closeQuietly(c);
       await accepting;
@@ -64,7 +67,22 @@ export function startDelayProxy(
       if (closed) return;
       client.setNoDelay(true);
       server.setNoDelay(true);
-      await Promise.all([carry(client, server, oneWay), carry(server, client, oneWay)]);
+      // When one direction fails, the other ends too: both sides are closed and its delay cut.
+      const failed = new AbortController();
+      const signal = AbortSignal.any([failed.signal, closing.signal]);
+      const directions = [
+        carry(client, server, oneWay, signal),
+        carry(server, client, oneWay, signal),
+      ];
+      const [a, b] = [client, server];
+      for (const d of directions) {
+        d.catch(() => {
+          failed.abort();
+          closeQuietly(a);
+          closeQuietly(b);
+        });
+      }
+      await Promise.allSettled(directions);
     } catch {
       // The target refused, or a side went away: the other side is closed below.
     } finally {
@@ -97,9 +115,14 @@ export function startDelayProxy(
 
 /**
  * Copies `from` to `to`, writing each piece `delayMs()` after it was read; at the end of `from`,
- * ends the writing side of `to`. Rejects when either side fails.
+ * ends the writing side of `to`. Rejects when either side fails or `signal` aborts.
  */
-async function carry(from: Deno.Conn, to: Deno.Conn, delayMs: () => number): Promise<void> {
+async function carry(
+  from: Deno.Conn,
+  to: Deno.Conn,
+  delayMs: () => number,
+  signal: AbortSignal,
+): Promise<void> {
   const queue: { at: number; data: Uint8Array }[] = [];
   let ended = false;
   let failed: unknown;
@@ -130,7 +153,8 @@ async function carry(from: Deno.Conn, to: Deno.Conn, delayMs: () => number): Pro
         continue;
       }
       const wait = next.at - performance.now();
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      if (wait > 0) await sleep(wait, signal);
+      signal.throwIfAborted();
       for (let done = 0; done < next.data.length;) {
         done += await to.write(next.data.subarray(done));
       }
@@ -142,6 +166,22 @@ async function carry(from: Deno.Conn, to: Deno.Conn, delayMs: () => number): Pro
     if (!ended) closeQuietly(from);
     await reading;
   }
+}
+
+/** Resolves after `ms`, or rejects as soon as `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", stop);
+      resolve();
+    }, ms);
+    const stop = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", stop, { once: true });
+  });
 }
 
 function closeQuietly(conn: Deno.Conn): void {
