@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { Kafka, logLevel } from "kafkajs";
 import { startDelayProxy } from "../tools/bench/delay_proxy.ts";
 import { type Broker, freePort, startBroker } from "../tools/broker.ts";
@@ -55,13 +56,7 @@ async function roundTrip(port: number, data: Uint8Array): Promise<Uint8Array> {
         if (n === null) break;
         parts.push(buf.subarray(0, n));
       }
-      const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-      let at = 0;
-      for (const p of parts) {
-        out.set(p, at);
-        at += p.length;
-      }
-      return out;
+      return new Uint8Array(Buffer.concat(parts));
     })();
     for (let done = 0; done < data.length;) done += await conn.write(data.subarray(done));
     await conn.closeWrite();

@@ -358,17 +358,15 @@ export class Downloader {
       ? new FetchSizer(near, farFetchLimits(near), {
         changed: (far, ms, limits) =>
           this.#logger.info(
-            far
-              ? `The broker is far away (its quickest answer took ${
-                Math.round(ms)
-              } ms): fetching up to ${mib(limits.perPartition)} per partition and ${
-                mib(limits.perRequest)
-              } per request (set max.partition.fetch.bytes and fetch.max.bytes in [consumer] to choose)`
-              : `The broker is near again (its quickest answer took ${
-                Math.round(ms)
-              } ms): fetching up to ${mib(limits.perPartition)} per partition and ${
-                mib(limits.perRequest)
-              } per request`,
+            `The broker is ${far ? "far away" : "near again"} (its quickest answer took ${
+              Math.round(ms)
+            } ms): fetching up to ${mib(limits.perPartition)} per partition and ${
+              mib(limits.perRequest)
+            } per request${
+              far
+                ? " (set max.partition.fetch.bytes and fetch.max.bytes in [consumer] to choose)"
+                : ""
+            }`,
           ),
       })
       : undefined;

@@ -53,7 +53,6 @@ export class FetchSizer {
   readonly #changed: (far: boolean, distanceMs: number, limits: FetchLimits) => void;
   /** The quickest answer so far (milliseconds). */
   #quickest = Number.POSITIVE_INFINITY;
-  #isFar = false;
 
   /** The per-partition limit, for kafkajs's `maxBytesPerPartition`. */
   readonly perPartition: NumberLike = { valueOf: () => this.limits.perPartition };
@@ -78,12 +77,12 @@ export class FetchSizer {
 
   /** True while the broker is far away (the far limits apply). */
   get far(): boolean {
-    return this.#isFar;
+    return Number.isFinite(this.#quickest) && this.#quickest >= FAR_MS;
   }
 
   /** The limits that apply now. */
   get limits(): FetchLimits {
-    return this.#isFar ? this.#far : this.#near;
+    return this.far ? this.#far : this.#near;
   }
 
   /** The quickest answer so far (milliseconds), `undefined` before the first. */
@@ -95,11 +94,8 @@ export class FetchSizer {
   observe(apiName: string, durationMs: number): void {
     if (!QUICK_REQUESTS.has(apiName) || !Number.isFinite(durationMs) || durationMs < 0) return;
     if (durationMs >= this.#quickest) return;
+    const wasFar = this.far;
     this.#quickest = durationMs;
-    const far = durationMs >= FAR_MS;
-    if (far !== this.#isFar) {
-      this.#isFar = far;
-      this.#changed(far, durationMs, this.limits);
-    }
+    if (this.far !== wasFar) this.#changed(this.far, durationMs, this.limits);
   }
 }

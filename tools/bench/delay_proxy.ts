@@ -20,6 +20,8 @@
  * @module
  */
 
+import { setTimeout as delay } from "node:timers/promises";
+
 /** Bytes read from one side at a time. */
 const READ_BYTES = 256 * 1024;
 
@@ -153,7 +155,7 @@ async function carry(
         continue;
       }
       const wait = next.at - performance.now();
-      if (wait > 0) await sleep(wait, signal);
+      if (wait > 0) await delay(wait, undefined, { signal });
       signal.throwIfAborted();
       for (let done = 0; done < next.data.length;) {
         done += await to.write(next.data.subarray(done));
@@ -166,22 +168,6 @@ async function carry(
     if (!ended) closeQuietly(from);
     await reading;
   }
-}
-
-/** Resolves after `ms`, or rejects as soon as `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", stop);
-      resolve();
-    }, ms);
-    const stop = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", stop, { once: true });
-  });
 }
 
 function closeQuietly(conn: Deno.Conn): void {
