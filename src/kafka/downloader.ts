@@ -66,12 +66,14 @@ export function fetchBytesPerPartition(partitions: number, consumers: number): n
 const FETCH_BYTES_PER_REQUEST = 8 * 1024 * 1024;
 
 /**
- * The fetch limits while the broker is far away ({@linkcode FetchSizer}): twice the base limit per
- * partition (at least `near`'s) and twice `near`'s per request. A broker 20 ms away left W1 at
- * 6.0–6.6 s with the limits beside it and took it to 4.9–5.2 s with these, for a peak RSS of 203–211
- * MiB against 181–183 MiB (BENCHMARKS.md, "Fetch sizes that follow the broker's distance").
+ * The fetch limits while the broker is far away or records are large ({@linkcode FetchSizer}):
+ * twice the base limit per partition (at least `near`'s) and twice `near`'s per request. A broker
+ * 20 ms away left W1 at 6.0–6.6 s with the limits beside it and took it to 4.9–5.2 s with these,
+ * for a peak RSS of 203–211 MiB against 181–183 MiB (BENCHMARKS.md, "Fetch sizes that follow the
+ * broker's distance"); beside the broker, W1 (512 KiB records) took 3.12 s against 3.27 s with two
+ * consumers (BENCHMARKS.md, "Larger fetches for large records").
  */
-export function farFetchLimits(near: FetchLimits): FetchLimits {
+export function largerFetchLimits(near: FetchLimits): FetchLimits {
   return {
     perPartition: Math.max(near.perPartition, 2 * FETCH_BYTES_PER_PARTITION),
     perRequest: 2 * near.perRequest,
@@ -244,6 +246,8 @@ export class Downloader {
   readonly #stalled = { tasks: 0, since: null as number | null, what: "" };
   /** The topic's partition count, each consumer's partitions, and whether chunks come keyed per chunk. */
   #topicPartitions = 0;
+  /** Chooses the fetch limits, unless the config file sets them. */
+  #sizer: FetchSizer | undefined;
   readonly #assigned = new Map<number, number[]>();
   #perChunkKeys = false;
   /** Per partition: the first offset of each file (path identity) begun from it, on file-keyed partitions. */
@@ -353,33 +357,42 @@ export class Downloader {
       perRequest: FETCH_BYTES_PER_REQUEST,
     };
     // Fetch sizes set in the config file are kept as they are, near or far.
+    const limitsText = (limits: FetchLimits) =>
+      `fetching up to ${mib(limits.perPartition)} per partition and ${
+        mib(limits.perRequest)
+      } per request`;
     const sizer = this.#o.consumerConfig?.maxBytesPerPartition === undefined &&
         this.#o.consumerConfig?.maxBytes === undefined
-      ? new FetchSizer(near, farFetchLimits(near), {
+      ? new FetchSizer(near, largerFetchLimits(near), {
         changed: (far, ms, limits) =>
           this.#logger.info(
             `The broker is ${far ? "far away" : "near again"} (its quickest answer took ${
               Math.round(ms)
-            } ms): fetching up to ${mib(limits.perPartition)} per partition and ${
-              mib(limits.perRequest)
-            } per request${
+            } ms): ${limitsText(limits)}${
               far
                 ? " (set max.partition.fetch.bytes and fetch.max.bytes in [consumer] to choose)"
                 : ""
             }`,
           ),
+        recordsChanged: (large, mean, limits) =>
+          this.#logger.debug(
+            `Records are ${large ? "large" : "small"} (${
+              Math.round(mean / 1024)
+            } KiB on average in the last batch): ${limitsText(limits)}`,
+          ),
       })
       : undefined;
+    this.#sizer = sizer;
     const config: ConsumerConfig = {
       // Fetch sizes bound memory: with two consumers, a 4 GiB file is rebuilt in well under 256 MB.
       // The broker cuts a fetch at this many bytes, through a record batch if it must (the partial
       // batch is dropped and fetched again). OpenMSIStream's default 512 KiB chunks arrive one per
       // batch of about 524.6 KB: four fit here with room for long paths; at exactly 2 MiB, three
-      // did and most of a fourth was sent for nothing. Larger fetches were faster still for big
-      // chunks, but took many small files (W3 in BENCHMARKS.md) past 256 MB. A consumer with one
+      // did and most of a fourth was sent for nothing. Larger fetches are faster still for large
+      // records, but took many small files (W3 in BENCHMARKS.md) past 256 MB. A consumer with one
       // partition fetches half as much again of it (fetchBytesPerPartition).
-      // While the broker is far away, twice as much (FetchSizer: kafkajs takes its number-like
-      // limits for numbers).
+      // While the broker is far away or records are large, twice as much (FetchSizer: kafkajs takes
+      // its number-like limits for numbers).
       maxBytesPerPartition: (sizer?.perPartition ?? near.perPartition) as number,
       maxBytes: (sizer?.perRequest ?? near.perRequest) as number,
       // librdkafka's fetch.wait.max.ms default; also bounds how long a shutdown waits for a fetch.
@@ -557,6 +570,11 @@ export class Downloader {
   async #processBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const messages = batch.messages;
+    if (this.#sizer && messages.length > 0) {
+      let bytes = 0;
+      for (const message of messages) bytes += message.value?.length ?? 0;
+      this.#sizer.observeBatch(messages.length, bytes);
+    }
     // A partition that came from another consumer of this process starts from the committed
     // offset: the files it had in progress are given up first, then read again from their start.
     await this.#releasing;

@@ -601,13 +601,53 @@ Deno.test("a broker far away (quick answers of 5 ms or more) doubles the fetch l
   );
 });
 
+Deno.test("a batch of large records doubles the fetch limits, one of small records halves them again", async () => {
+  const MiB = 2 ** 20;
+  await using t = await setup({ consumers: 2 });
+  const [a, b] = t.kafka.consumers;
+  assert.ok(a && b);
+  const limits = (c: FakeConsumer) => [
+    Number(c.config.maxBytesPerPartition),
+    Number(c.config.maxBytes),
+  ];
+  const near = [fetchBytesPerPartition(2, 2), 8 * MiB];
+  const larger = [4 * MiB + 32 * 1024, 16 * MiB];
+  assert.deepEqual(limits(a), near);
+  // Two files of one 512 KiB chunk each (OpenMSIStream's chunk size).
+  const big = [0, 1].map((i) => singleChunk(random(512 * 1024, i + 1), `big${i}.dat`));
+  await a.deliver(0, records(0, big));
+  assert.deepEqual(limits(a), larger);
+  assert.deepEqual(limits(b), larger, "one measure for all the consumers of the process");
+  assert.ok(
+    t.lines.some((l) =>
+      l.includes(
+        "Records are large (512 KiB on average in the last batch): fetching up to 4.0 MiB per partition and 16.0 MiB per request",
+      )
+    ),
+    t.lines.join("\n"),
+  );
+  // Twenty files of 4 KiB.
+  const small = Array.from(
+    { length: 20 },
+    (_, i) => singleChunk(random(4096, i + 10), `small${i}.dat`),
+  );
+  await b.deliver(1, records(0, small));
+  assert.deepEqual(limits(a), near);
+  assert.ok(t.lines.some((l) => l.includes("Records are small (4 KiB on average")));
+  // Every file was rebuilt all the same.
+  for (const chunk of [...big, ...small]) {
+    assert.deepEqual(await Deno.readFile(join(t.out, chunk.filename)), chunk.data);
+  }
+});
+
 Deno.test("fetch limits from the config file stay as they are, however far the broker", async () => {
   await using t = await setup({ consumerConfig: { maxBytesPerPartition: 1024 * 1024 } });
   const c = t.kafka.consumers[0]!;
   c.emit(EVENTS.REQUEST, { apiName: "ApiVersions", duration: 40 });
+  await c.deliver(0, records(0, [singleChunk(random(512 * 1024, 7), "big.dat")]));
   assert.equal(c.config.maxBytesPerPartition, 1024 * 1024);
   assert.equal(c.config.maxBytes, 8 * 1024 * 1024);
-  assert.ok(!t.lines.some((l) => l.includes("The broker is")));
+  assert.ok(!t.lines.some((l) => l.includes("The broker is") || l.includes("Records are")));
 });
 
 Deno.test("every committed offset covers only chunks already synced to the journal or published", async () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FAR_MS, FetchSizer } from "./fetch_sizer.ts";
+import { FAR_MS, FetchSizer, LARGE_RECORD_BYTES, SMALL_RECORD_BYTES } from "./fetch_sizer.ts";
 
 const NEAR = { perPartition: 2 * 2 ** 20, perRequest: 8 * 2 ** 20 };
 const FAR = { perPartition: 4 * 2 ** 20, perRequest: 16 * 2 ** 20 };
@@ -9,6 +9,8 @@ function sizer() {
   const s = new FetchSizer(NEAR, FAR, {
     changed: (far, ms, limits) =>
       changes.push(`${far ? "far" : "near"} ${ms} ${limits.perPartition}`),
+    recordsChanged: (large, mean, limits) =>
+      changes.push(`${large ? "large" : "small"} ${mean} ${limits.perPartition}`),
   });
   return { s, changes };
 }
@@ -59,4 +61,55 @@ Deno.test("FetchSizer: only answers the broker gives at once count", () => {
   s.observe("GroupCoordinator", 25); // kafkajs's name of FindCoordinator
   assert.equal(s.far, true);
   assert.deepEqual(changes, [`far 25 ${FAR.perPartition}`]);
+});
+
+Deno.test("FetchSizer: larger limits from a batch of large records until one of small records", () => {
+  const { s, changes } = sizer();
+  const KiB = 1024;
+  // OpenMSIStream's 512 KiB chunks, four to a fetch: large.
+  s.observeBatch(4, 4 * 512 * KiB);
+  assert.equal(s.largeRecords, true);
+  assert.equal(s.far, false);
+  assert.equal(+s.perPartition, FAR.perPartition);
+  assert.equal(+s.perRequest, FAR.perRequest);
+  // In between (a topic of both kinds): no switch either way.
+  s.observeBatch(10, 10 * 64 * KiB);
+  assert.equal(s.largeRecords, true);
+  // Small records (16 KiB chunks): the limits beside the broker again.
+  s.observeBatch(128, 128 * 16 * KiB);
+  assert.equal(s.largeRecords, false);
+  assert.equal(+s.perPartition, NEAR.perPartition);
+  assert.equal(+s.perRequest, NEAR.perRequest);
+  s.observeBatch(10, 10 * 64 * KiB);
+  assert.equal(s.largeRecords, false, "in between: stays small");
+  // The thresholds: at LARGE_RECORD_BYTES large, at SMALL_RECORD_BYTES not yet small.
+  s.observeBatch(2, 2 * LARGE_RECORD_BYTES);
+  s.observeBatch(3, 3 * SMALL_RECORD_BYTES);
+  assert.equal(s.largeRecords, true);
+  s.observeBatch(3, 3 * SMALL_RECORD_BYTES - 3);
+  assert.equal(s.largeRecords, false);
+  // Empty batches and nonsense count for nothing.
+  s.observeBatch(0, 0);
+  s.observeBatch(1, Number.NaN);
+  s.observeBatch(-1, LARGE_RECORD_BYTES);
+  assert.equal(s.largeRecords, false);
+  assert.deepEqual(changes, [
+    `large ${512 * KiB} ${FAR.perPartition}`,
+    `small ${16 * KiB} ${NEAR.perPartition}`,
+    `large ${LARGE_RECORD_BYTES} ${FAR.perPartition}`,
+    `small ${SMALL_RECORD_BYTES - 1} ${NEAR.perPartition}`,
+  ]);
+});
+
+Deno.test("FetchSizer: far or large records, either one keeps the larger limits", () => {
+  const { s } = sizer();
+  s.observe("ApiVersions", 20);
+  s.observeBatch(1, 1024 * 1024);
+  assert.equal(+s.perPartition, FAR.perPartition);
+  s.observe("Heartbeat", 1); // near again, records still large
+  assert.equal(s.far, false);
+  assert.equal(+s.perPartition, FAR.perPartition);
+  s.observeBatch(100, 100 * 4096); // small records too
+  assert.equal(+s.perPartition, NEAR.perPartition);
+  assert.equal(+s.perRequest, NEAR.perRequest);
 });
