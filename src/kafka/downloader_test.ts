@@ -565,24 +565,30 @@ Deno.test("a consumer that holds one partition fetches half as much again of it"
   assert.deepEqual(limits, [base, one, one]);
 });
 
+const MiB = 2 ** 20;
+
+/** A fake consumer's fetch limits as kafkajs reads them at each fetch: per partition, per request. */
+function limits(c: FakeConsumer): number[] {
+  return [Number(c.config.maxBytesPerPartition), Number(c.config.maxBytes)];
+}
+
+/** The limits of two consumers on the fake topic's two partitions (one each), beside the broker. */
+const NEAR_LIMITS = [fetchBytesPerPartition(2, 2), 8 * MiB];
+/** Their limits while the broker is far away or records are large. */
+const LARGER_LIMITS = [4 * MiB + 32 * 1024, 16 * MiB];
+
 Deno.test("a broker far away (quick answers of 5 ms or more) doubles the fetch limits, and the log says so", async () => {
-  const MiB = 2 ** 20;
   await using t = await setup({ consumers: 2 });
   const [a, b] = t.kafka.consumers;
   assert.ok(a && b);
-  const limits = (c: FakeConsumer) => [
-    Number(c.config.maxBytesPerPartition),
-    Number(c.config.maxBytes),
-  ];
-  // The fake topic has two partitions: one each.
-  const near = [fetchBytesPerPartition(2, 2), 8 * MiB];
+  const near = NEAR_LIMITS;
   assert.deepEqual(limits(a), near);
   a.emit(EVENTS.HEARTBEAT, {});
   a.emit(EVENTS.REQUEST, { apiName: "Fetch", duration: 480 }); // waits for data: not a measure
   assert.deepEqual(limits(a), near);
 
   a.emit(EVENTS.REQUEST, { apiName: "ApiVersions", duration: 21 });
-  const far = [4 * MiB + 32 * 1024, 16 * MiB];
+  const far = LARGER_LIMITS;
   assert.deepEqual(limits(a), far);
   assert.deepEqual(limits(b), far, "one measure for all the consumers of the process");
   assert.ok(
@@ -602,16 +608,10 @@ Deno.test("a broker far away (quick answers of 5 ms or more) doubles the fetch l
 });
 
 Deno.test("a batch of large records doubles the fetch limits, one of small records halves them again", async () => {
-  const MiB = 2 ** 20;
   await using t = await setup({ consumers: 2 });
   const [a, b] = t.kafka.consumers;
   assert.ok(a && b);
-  const limits = (c: FakeConsumer) => [
-    Number(c.config.maxBytesPerPartition),
-    Number(c.config.maxBytes),
-  ];
-  const near = [fetchBytesPerPartition(2, 2), 8 * MiB];
-  const larger = [4 * MiB + 32 * 1024, 16 * MiB];
+  const [near, larger] = [NEAR_LIMITS, LARGER_LIMITS];
   assert.deepEqual(limits(a), near);
   // Two files of one 512 KiB chunk each (OpenMSIStream's chunk size).
   const big = [0, 1].map((i) => singleChunk(random(512 * 1024, i + 1), `big${i}.dat`));
