@@ -38,7 +38,7 @@ import { isPathError } from "../store/io_errors.ts";
 import { isolateConsumerOffsets, joinedText } from "./group_membership.ts";
 import type { Logger } from "../console/logger.ts";
 import { pythonMatch } from "../config/python_regex.ts";
-import { type FetchLimits, FetchSizer } from "./fetch_sizer.ts";
+import { type ConsumerLimits, type FetchLimits, FetchSizer } from "./fetch_sizer.ts";
 import { PartitionPacer } from "./partition_pacer.ts";
 import { Quarantine } from "../store/quarantine.ts";
 import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "../store/safe_path.ts";
@@ -77,6 +77,17 @@ export function largerFetchLimits(near: FetchLimits): FetchLimits {
   return {
     perPartition: Math.max(near.perPartition, 2 * FETCH_BYTES_PER_PARTITION),
     perRequest: 2 * near.perRequest,
+  };
+}
+
+/** kafkajs's fetch limits from fixed limits or a consumer's number-like ones. */
+function limitsOf(
+  limits: FetchLimits | ConsumerLimits,
+): Pick<ConsumerConfig, "maxBytesPerPartition" | "maxBytes"> {
+  // kafkajs writes them with Buffer.writeInt32BE, which takes a number-like object's valueOf().
+  return {
+    maxBytesPerPartition: limits.perPartition as number,
+    maxBytes: limits.perRequest as number,
   };
 }
 
@@ -356,14 +367,15 @@ export class Downloader {
       perPartition: fetchBytesPerPartition(this.#topicPartitions, this.#o.consumers),
       perRequest: FETCH_BYTES_PER_REQUEST,
     };
-    // Fetch sizes set in the config file are kept as they are, near or far.
+    const larger = largerFetchLimits(near);
     const limitsText = (limits: FetchLimits) =>
       `fetching up to ${mib(limits.perPartition)} per partition and ${
         mib(limits.perRequest)
       } per request`;
+    // Fetch sizes set in the config file are kept as they are, near or far, large records or not.
     const sizer = this.#o.consumerConfig?.maxBytesPerPartition === undefined &&
         this.#o.consumerConfig?.maxBytes === undefined
-      ? new FetchSizer(near, largerFetchLimits(near), {
+      ? new FetchSizer(near, larger, {
         changed: (far, ms, limits) =>
           this.#logger.info(
             `The broker is ${far ? "far away" : "near again"} (its quickest answer took ${
@@ -371,19 +383,26 @@ export class Downloader {
             } ms): ${limitsText(limits)}${
               far
                 ? " (set max.partition.fetch.bytes and fetch.max.bytes in [consumer] to choose)"
-                : ""
+                : `, or ${mib(larger.perPartition)} and ${
+                  mib(larger.perRequest)
+                } for a consumer whose partitions all carry large records`
             }`,
           ),
-        recordsChanged: (large, mean, limits) =>
+        recordsChanged: (partition, large, mean) =>
           this.#logger.debug(
-            `Records are ${large ? "large" : "small"} (${
+            `Records of partition ${partition} are ${large ? "large" : "small"} (${
               Math.round(mean / 1024)
-            } KiB on average in the last batch): ${limitsText(limits)}`,
+            } KiB on average in its last batch)${
+              large
+                ? `: a consumer whose partitions all carry large records is ${limitsText(larger)}`
+                : ""
+            }`,
           ),
       })
       : undefined;
     this.#sizer = sizer;
-    const config: ConsumerConfig = {
+    // The i-th consumer's config: its fetch limits follow the partitions it holds.
+    const config = (i: number): ConsumerConfig => ({
       // Fetch sizes bound memory: with two consumers, a 4 GiB file is rebuilt in well under 256 MB.
       // The broker cuts a fetch at this many bytes, through a record batch if it must (the partial
       // batch is dropped and fetched again). OpenMSIStream's default 512 KiB chunks arrive one per
@@ -391,10 +410,9 @@ export class Downloader {
       // did and most of a fourth was sent for nothing. Larger fetches are faster still for large
       // records, but took many small files (W3 in BENCHMARKS.md) past 256 MB. A consumer with one
       // partition fetches half as much again of it (fetchBytesPerPartition).
-      // While the broker is far away or records are large, twice as much (FetchSizer: kafkajs takes
-      // its number-like limits for numbers).
-      maxBytesPerPartition: (sizer?.perPartition ?? near.perPartition) as number,
-      maxBytes: (sizer?.perRequest ?? near.perRequest) as number,
+      // While the broker is far away, or the records of every partition the consumer holds are
+      // large, twice as much (FetchSizer: kafkajs takes its number-like limits for numbers).
+      ...limitsOf(sizer?.forConsumer(() => this.#assigned.get(i) ?? []) ?? near),
       // librdkafka's fetch.wait.max.ms default; also bounds how long a shutdown waits for a fetch.
       maxWaitTimeInMs: 500,
       // kafkajs's 3 s default makes a member wait that long to learn of a rebalance (another
@@ -403,10 +421,10 @@ export class Downloader {
       ...this.#o.consumerConfig,
       groupId: this.#o.groupId,
       allowAutoTopicCreation: false,
-    };
+    });
     const joins: Promise<void>[] = [];
     for (let i = 0; i < this.#o.consumers && !this.#stopping; i++) {
-      const consumer = this.#o.kafka.consumer(config);
+      const consumer = this.#o.kafka.consumer(config(i));
       this.#consumers.push(consumer);
       consumer.on(consumer.events.CRASH, (event) => {
         const { error, restart } = event.payload;
@@ -570,10 +588,15 @@ export class Downloader {
   async #processBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const messages = batch.messages;
-    if (this.#sizer && messages.length > 0) {
-      let bytes = 0;
-      for (const message of messages) bytes += message.value?.length ?? 0;
-      this.#sizer.observeBatch(messages.length, bytes);
+    if (this.#sizer) {
+      // Tombstones (no value) say nothing of the records' size.
+      let [records, bytes] = [0, 0];
+      for (const message of messages) {
+        if (message.value === null) continue;
+        records++;
+        bytes += message.value.length;
+      }
+      this.#sizer.observeBatch(batch.partition, records, bytes);
     }
     // A partition that came from another consumer of this process starts from the committed
     // offset: the files it had in progress are given up first, then read again from their start.

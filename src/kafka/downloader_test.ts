@@ -607,33 +607,56 @@ Deno.test("a broker far away (quick answers of 5 ms or more) doubles the fetch l
   );
 });
 
-Deno.test("a batch of large records doubles the fetch limits, one of small records halves them again", async () => {
+Deno.test("a consumer whose partitions all carry large records fetches twice as much, until one carries small records", async () => {
   await using t = await setup({ consumers: 2 });
   const [a, b] = t.kafka.consumers;
   assert.ok(a && b);
   const [near, larger] = [NEAR_LIMITS, LARGER_LIMITS];
+  const assign = (c: FakeConsumer, partitions: number[]) =>
+    c.emit(EVENTS.GROUP_JOIN, {
+      groupId: "downloader-test",
+      memberId: `m${partitions[0]}`,
+      leaderId: "m0",
+      isLeader: c === a,
+      memberAssignment: { [TOPIC]: partitions },
+      groupProtocol: "RoundRobinAssigner",
+      duration: 1,
+    });
+  assign(a, [0]);
+  assign(b, [1]);
   assert.deepEqual(limits(a), near);
-  // Two files of one 512 KiB chunk each (OpenMSIStream's chunk size).
-  const big = [0, 1].map((i) => singleChunk(random(512 * 1024, i + 1), `big${i}.dat`));
-  await a.deliver(0, records(0, big));
+  // Files of one 512 KiB chunk each (OpenMSIStream's chunk size) and of 4 KiB.
+  const big = [0, 1, 2, 3].map((i) => singleChunk(random(512 * 1024, i + 1), `big${i}.dat`));
+  const small = Array.from(
+    { length: 40 },
+    (_, i) => singleChunk(random(4096, i + 10), `small${i}.dat`),
+  );
+  await a.deliver(0, records(0, big.slice(0, 2)), undefined, 100);
   assert.deepEqual(limits(a), larger);
-  assert.deepEqual(limits(b), larger, "one measure for all the consumers of the process");
+  assert.deepEqual(limits(b), near, "b's partition has shown no large records");
   assert.ok(
     t.lines.some((l) =>
       l.includes(
-        "Records are large (512 KiB on average in the last batch): fetching up to 4.0 MiB per partition and 16.0 MiB per request",
+        "Records of partition 0 are large (512 KiB on average in its last batch): a consumer whose partitions all carry large records is fetching up to 4.0 MiB per partition and 16.0 MiB per request",
       )
     ),
     t.lines.join("\n"),
   );
-  // Twenty files of 4 KiB.
-  const small = Array.from(
-    { length: 20 },
-    (_, i) => singleChunk(random(4096, i + 10), `small${i}.dat`),
-  );
-  await b.deliver(1, records(0, small));
+  // Small records on b's partition leave a's limits as they are.
+  await b.deliver(1, records(0, small.slice(0, 20)), undefined, 100);
+  assert.deepEqual(limits(b), near);
+  assert.deepEqual(limits(a), larger);
+  // A batch of tombstones says nothing of the size.
+  await a.deliver(0, [record(2, null), record(3, null)], undefined, 100);
+  assert.deepEqual(limits(a), larger);
+  // One consumer holding both partitions fetches more only while both carry large records.
+  assign(a, [0, 1]);
   assert.deepEqual(limits(a), near);
-  assert.ok(t.lines.some((l) => l.includes("Records are small (4 KiB on average")));
+  await b.deliver(1, records(20, big.slice(2)), undefined, 100);
+  assert.deepEqual(limits(a), larger);
+  await a.deliver(0, records(4, small.slice(20)), undefined, 100);
+  assert.deepEqual(limits(a), near);
+  assert.ok(t.lines.some((l) => l.includes("Records of partition 0 are small (4 KiB on average")));
   // Every file was rebuilt all the same.
   for (const chunk of [...big, ...small]) {
     assert.deepEqual(await Deno.readFile(join(t.out, chunk.filename)), chunk.data);
