@@ -178,9 +178,7 @@ export class HashPump {
         file.close();
       }
     }
-    // A digest comes after the file's last sync: everything hashed can go, also what was hashed
-    // while it was not yet on disk.
-    this.#release(state, state.waiters.length > 0);
+    this.#release(state, false);
   }
 
   /** Lets the pages of what was hashed go: every 8 MiB hashed, or now when `always`. */
@@ -194,6 +192,10 @@ export class HashPump {
   #settle(id: string, state: FileState): void {
     const ready = state.waiters.filter((w) => w.length <= state.hashed);
     if (ready.length === 0) return;
+    // A digest comes after the file's last sync: everything hashed can go, also what was hashed
+    // while it was not yet on disk. Let go here, as the digests are answered: a digest asked for
+    // after the reading ended (a worker's message comes between promise steps) gets it too.
+    this.#release(state, true);
     state.waiters = state.waiters.filter((w) => w.length > state.hashed);
     for (const waiter of ready) {
       if (waiter.length === state.hashed) {

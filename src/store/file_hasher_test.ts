@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { type FileHasher, InlineFileHasher, WorkerFileHasher } from "./file_hasher.ts";
+import { type FileHasher, HashPump, InlineFileHasher, WorkerFileHasher } from "./file_hasher.ts";
+import type { Sha512Stream } from "../wire/sha512.ts";
 import { CAN_SEE_PAGE_CACHE, residentPages } from "../../tests/_resident.ts";
 
 function sha512(bytes: Uint8Array): string {
@@ -161,3 +162,47 @@ for (const [kind, make] of kinds) {
     }
   });
 }
+
+Deno.test("HashPump: a digest asked for while its file's last bytes are being hashed still lets all their pages go", async () => {
+  // A digest can arrive between the end of a file's reading and the answer to the waiters (the
+  // hashing worker's messages come in between promise steps). Whenever it comes, its answer must
+  // follow the release of every hashed byte. The last `update` of the file starts the digest after
+  // `ticks` promise steps, so that across the values one lands in each such gap.
+  const dir = await Deno.makeTempDir({ prefix: "hash_pump_test_" });
+  try {
+    const length = 3 * 1024 * 1024 + 5;
+    const path = join(dir, "file.data");
+    await Deno.writeFile(path, new Uint8Array(length).fill(7));
+    for (let ticks = 0; ticks <= 12; ticks++) {
+      const dropped: number[] = [];
+      let asked: Promise<number> | undefined;
+      let hashed = 0;
+      let pump: HashPump;
+      const newHash = (): Sha512Stream => {
+        const inner = createHash("sha512");
+        const stream: Sha512Stream = {
+          update(data) {
+            inner.update(data);
+            hashed += data.length;
+            if (hashed === length && !asked) {
+              let step: Promise<void> = Promise.resolve();
+              for (let i = 0; i < ticks; i++) step = step.then(() => {});
+              asked = step.then(() =>
+                pump.digest("f", path, length).then(() => Math.max(0, ...dropped))
+              );
+            }
+          },
+          copy: () => ({ ...stream, digest: () => new Uint8Array(inner.copy().digest()) }),
+          digest: () => new Uint8Array(inner.digest()),
+        };
+        return stream;
+      };
+      pump = new HashPump(newHash, (_path, upTo) => dropped.push(upTo));
+      pump.advance("f", path, length);
+      while (!asked) await new Promise((resolve) => setTimeout(resolve, 1));
+      assert.equal(await asked, length, `a digest asked ${ticks} steps after the last bytes`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
