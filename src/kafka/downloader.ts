@@ -38,7 +38,7 @@ import { isPathError } from "../store/io_errors.ts";
 import { isolateConsumerOffsets, joinedText } from "./group_membership.ts";
 import type { Logger } from "../console/logger.ts";
 import { pythonMatch } from "../config/python_regex.ts";
-import { type FetchLimits, FetchSizer } from "./fetch_sizer.ts";
+import { type ConsumerLimits, type FetchLimits, FetchSizer } from "./fetch_sizer.ts";
 import { PartitionPacer } from "./partition_pacer.ts";
 import { Quarantine } from "../store/quarantine.ts";
 import { relativeTarget, STATE_DIR_NAME, UnsafePathError } from "../store/safe_path.ts";
@@ -66,15 +66,28 @@ export function fetchBytesPerPartition(partitions: number, consumers: number): n
 const FETCH_BYTES_PER_REQUEST = 8 * 1024 * 1024;
 
 /**
- * The fetch limits while the broker is far away ({@linkcode FetchSizer}): twice the base limit per
- * partition (at least `near`'s) and twice `near`'s per request. A broker 20 ms away left W1 at
- * 6.0–6.6 s with the limits beside it and took it to 4.9–5.2 s with these, for a peak RSS of 203–211
- * MiB against 181–183 MiB (BENCHMARKS.md, "Fetch sizes that follow the broker's distance").
+ * The fetch limits while the broker is far away or records are large ({@linkcode FetchSizer}):
+ * twice the base limit per partition (at least `near`'s) and twice `near`'s per request. A broker
+ * 20 ms away left W1 at 6.0–6.6 s with the limits beside it and took it to 4.9–5.2 s with these,
+ * for a peak RSS of 203–211 MiB against 181–183 MiB (BENCHMARKS.md, "Fetch sizes that follow the
+ * broker's distance"); beside the broker, W1 (512 KiB records) took 3.12 s against 3.27 s with two
+ * consumers (BENCHMARKS.md, "Larger fetches for large records").
  */
-export function farFetchLimits(near: FetchLimits): FetchLimits {
+export function largerFetchLimits(near: FetchLimits): FetchLimits {
   return {
     perPartition: Math.max(near.perPartition, 2 * FETCH_BYTES_PER_PARTITION),
     perRequest: 2 * near.perRequest,
+  };
+}
+
+/** kafkajs's fetch limits from fixed limits or a consumer's number-like ones. */
+function limitsOf(
+  limits: FetchLimits | ConsumerLimits,
+): Pick<ConsumerConfig, "maxBytesPerPartition" | "maxBytes"> {
+  // kafkajs writes them with Buffer.writeInt32BE, which takes a number-like object's valueOf().
+  return {
+    maxBytesPerPartition: limits.perPartition as number,
+    maxBytes: limits.perRequest as number,
   };
 }
 
@@ -244,6 +257,8 @@ export class Downloader {
   readonly #stalled = { tasks: 0, since: null as number | null, what: "" };
   /** The topic's partition count, each consumer's partitions, and whether chunks come keyed per chunk. */
   #topicPartitions = 0;
+  /** Chooses the fetch limits, unless the config file sets them. */
+  #sizer: FetchSizer | undefined;
   readonly #assigned = new Map<number, number[]>();
   #perChunkKeys = false;
   /** Per partition: the first offset of each file (path identity) begun from it, on file-keyed partitions. */
@@ -352,36 +367,52 @@ export class Downloader {
       perPartition: fetchBytesPerPartition(this.#topicPartitions, this.#o.consumers),
       perRequest: FETCH_BYTES_PER_REQUEST,
     };
-    // Fetch sizes set in the config file are kept as they are, near or far.
+    const larger = largerFetchLimits(near);
+    const limitsText = (limits: FetchLimits) =>
+      `fetching up to ${mib(limits.perPartition)} per partition and ${
+        mib(limits.perRequest)
+      } per request`;
+    // Fetch sizes set in the config file are kept as they are, near or far, large records or not.
     const sizer = this.#o.consumerConfig?.maxBytesPerPartition === undefined &&
         this.#o.consumerConfig?.maxBytes === undefined
-      ? new FetchSizer(near, farFetchLimits(near), {
+      ? new FetchSizer(near, larger, {
         changed: (far, ms, limits) =>
           this.#logger.info(
             `The broker is ${far ? "far away" : "near again"} (its quickest answer took ${
               Math.round(ms)
-            } ms): fetching up to ${mib(limits.perPartition)} per partition and ${
-              mib(limits.perRequest)
-            } per request${
+            } ms): ${limitsText(limits)}${
               far
                 ? " (set max.partition.fetch.bytes and fetch.max.bytes in [consumer] to choose)"
+                : `, or ${mib(larger.perPartition)} and ${
+                  mib(larger.perRequest)
+                } for a consumer whose partitions all carry large records`
+            }`,
+          ),
+        recordsChanged: (partition, large, mean) =>
+          this.#logger.debug(
+            `Records of partition ${partition} are ${large ? "large" : "small"} (${
+              Math.round(mean / 1024)
+            } KiB on average in its last batch)${
+              large
+                ? `: a consumer whose partitions all carry large records is ${limitsText(larger)}`
                 : ""
             }`,
           ),
       })
       : undefined;
-    const config: ConsumerConfig = {
+    this.#sizer = sizer;
+    // The i-th consumer's config: its fetch limits follow the partitions it holds.
+    const config = (i: number): ConsumerConfig => ({
       // Fetch sizes bound memory: with two consumers, a 4 GiB file is rebuilt in well under 256 MB.
       // The broker cuts a fetch at this many bytes, through a record batch if it must (the partial
       // batch is dropped and fetched again). OpenMSIStream's default 512 KiB chunks arrive one per
       // batch of about 524.6 KB: four fit here with room for long paths; at exactly 2 MiB, three
-      // did and most of a fourth was sent for nothing. Larger fetches were faster still for big
-      // chunks, but took many small files (W3 in BENCHMARKS.md) past 256 MB. A consumer with one
+      // did and most of a fourth was sent for nothing. Larger fetches are faster still for large
+      // records, but took many small files (W3 in BENCHMARKS.md) past 256 MB. A consumer with one
       // partition fetches half as much again of it (fetchBytesPerPartition).
-      // While the broker is far away, twice as much (FetchSizer: kafkajs takes its number-like
-      // limits for numbers).
-      maxBytesPerPartition: (sizer?.perPartition ?? near.perPartition) as number,
-      maxBytes: (sizer?.perRequest ?? near.perRequest) as number,
+      // While the broker is far away, or the records of every partition the consumer holds are
+      // large, twice as much (FetchSizer: kafkajs takes its number-like limits for numbers).
+      ...limitsOf(sizer?.forConsumer(() => this.#assigned.get(i) ?? []) ?? near),
       // librdkafka's fetch.wait.max.ms default; also bounds how long a shutdown waits for a fetch.
       maxWaitTimeInMs: 500,
       // kafkajs's 3 s default makes a member wait that long to learn of a rebalance (another
@@ -390,10 +421,10 @@ export class Downloader {
       ...this.#o.consumerConfig,
       groupId: this.#o.groupId,
       allowAutoTopicCreation: false,
-    };
+    });
     const joins: Promise<void>[] = [];
     for (let i = 0; i < this.#o.consumers && !this.#stopping; i++) {
-      const consumer = this.#o.kafka.consumer(config);
+      const consumer = this.#o.kafka.consumer(config(i));
       this.#consumers.push(consumer);
       consumer.on(consumer.events.CRASH, (event) => {
         const { error, restart } = event.payload;
@@ -557,6 +588,16 @@ export class Downloader {
   async #processBatch(consumer: Consumer, payload: EachBatchPayload): Promise<void> {
     const { batch, resolveOffset, heartbeat, isRunning, isStale } = payload;
     const messages = batch.messages;
+    if (this.#sizer) {
+      // Tombstones (no value) say nothing of the records' size.
+      let [records, bytes] = [0, 0];
+      for (const message of messages) {
+        if (message.value === null) continue;
+        records++;
+        bytes += message.value.length;
+      }
+      this.#sizer.observeBatch(batch.partition, records, bytes);
+    }
     // A partition that came from another consumer of this process starts from the committed
     // offset: the files it had in progress are given up first, then read again from their start.
     await this.#releasing;

@@ -565,24 +565,30 @@ Deno.test("a consumer that holds one partition fetches half as much again of it"
   assert.deepEqual(limits, [base, one, one]);
 });
 
+const MiB = 2 ** 20;
+
+/** A fake consumer's fetch limits as kafkajs reads them at each fetch: per partition, per request. */
+function limits(c: FakeConsumer): number[] {
+  return [Number(c.config.maxBytesPerPartition), Number(c.config.maxBytes)];
+}
+
+/** The limits of two consumers on the fake topic's two partitions (one each), beside the broker. */
+const NEAR_LIMITS = [fetchBytesPerPartition(2, 2), 8 * MiB];
+/** Their limits while the broker is far away or records are large. */
+const LARGER_LIMITS = [4 * MiB + 32 * 1024, 16 * MiB];
+
 Deno.test("a broker far away (quick answers of 5 ms or more) doubles the fetch limits, and the log says so", async () => {
-  const MiB = 2 ** 20;
   await using t = await setup({ consumers: 2 });
   const [a, b] = t.kafka.consumers;
   assert.ok(a && b);
-  const limits = (c: FakeConsumer) => [
-    Number(c.config.maxBytesPerPartition),
-    Number(c.config.maxBytes),
-  ];
-  // The fake topic has two partitions: one each.
-  const near = [fetchBytesPerPartition(2, 2), 8 * MiB];
+  const near = NEAR_LIMITS;
   assert.deepEqual(limits(a), near);
   a.emit(EVENTS.HEARTBEAT, {});
   a.emit(EVENTS.REQUEST, { apiName: "Fetch", duration: 480 }); // waits for data: not a measure
   assert.deepEqual(limits(a), near);
 
   a.emit(EVENTS.REQUEST, { apiName: "ApiVersions", duration: 21 });
-  const far = [4 * MiB + 32 * 1024, 16 * MiB];
+  const far = LARGER_LIMITS;
   assert.deepEqual(limits(a), far);
   assert.deepEqual(limits(b), far, "one measure for all the consumers of the process");
   assert.ok(
@@ -601,13 +607,70 @@ Deno.test("a broker far away (quick answers of 5 ms or more) doubles the fetch l
   );
 });
 
+Deno.test("a consumer whose partitions all carry large records fetches twice as much, until one carries small records", async () => {
+  await using t = await setup({ consumers: 2 });
+  const [a, b] = t.kafka.consumers;
+  assert.ok(a && b);
+  const [near, larger] = [NEAR_LIMITS, LARGER_LIMITS];
+  const assign = (c: FakeConsumer, partitions: number[]) =>
+    c.emit(EVENTS.GROUP_JOIN, {
+      groupId: "downloader-test",
+      memberId: `m${partitions[0]}`,
+      leaderId: "m0",
+      isLeader: c === a,
+      memberAssignment: { [TOPIC]: partitions },
+      groupProtocol: "RoundRobinAssigner",
+      duration: 1,
+    });
+  assign(a, [0]);
+  assign(b, [1]);
+  assert.deepEqual(limits(a), near);
+  // Files of one 512 KiB chunk each (OpenMSIStream's chunk size) and of 4 KiB.
+  const big = [0, 1, 2, 3].map((i) => singleChunk(random(512 * 1024, i + 1), `big${i}.dat`));
+  const small = Array.from(
+    { length: 40 },
+    (_, i) => singleChunk(random(4096, i + 10), `small${i}.dat`),
+  );
+  await a.deliver(0, records(0, big.slice(0, 2)), undefined, 100);
+  assert.deepEqual(limits(a), larger);
+  assert.deepEqual(limits(b), near, "b's partition has shown no large records");
+  assert.ok(
+    t.lines.some((l) =>
+      l.includes(
+        "Records of partition 0 are large (512 KiB on average in its last batch): a consumer whose partitions all carry large records is fetching up to 4.0 MiB per partition and 16.0 MiB per request",
+      )
+    ),
+    t.lines.join("\n"),
+  );
+  // Small records on b's partition leave a's limits as they are.
+  await b.deliver(1, records(0, small.slice(0, 20)), undefined, 100);
+  assert.deepEqual(limits(b), near);
+  assert.deepEqual(limits(a), larger);
+  // A batch of tombstones says nothing of the size.
+  await a.deliver(0, [record(2, null), record(3, null)], undefined, 100);
+  assert.deepEqual(limits(a), larger);
+  // One consumer holding both partitions fetches more only while both carry large records.
+  assign(a, [0, 1]);
+  assert.deepEqual(limits(a), near);
+  await b.deliver(1, records(20, big.slice(2)), undefined, 100);
+  assert.deepEqual(limits(a), larger);
+  await a.deliver(0, records(4, small.slice(20)), undefined, 100);
+  assert.deepEqual(limits(a), near);
+  assert.ok(t.lines.some((l) => l.includes("Records of partition 0 are small (4 KiB on average")));
+  // Every file was rebuilt all the same.
+  for (const chunk of [...big, ...small]) {
+    assert.deepEqual(await Deno.readFile(join(t.out, chunk.filename)), chunk.data);
+  }
+});
+
 Deno.test("fetch limits from the config file stay as they are, however far the broker", async () => {
   await using t = await setup({ consumerConfig: { maxBytesPerPartition: 1024 * 1024 } });
   const c = t.kafka.consumers[0]!;
   c.emit(EVENTS.REQUEST, { apiName: "ApiVersions", duration: 40 });
+  await c.deliver(0, records(0, [singleChunk(random(512 * 1024, 7), "big.dat")]));
   assert.equal(c.config.maxBytesPerPartition, 1024 * 1024);
   assert.equal(c.config.maxBytes, 8 * 1024 * 1024);
-  assert.ok(!t.lines.some((l) => l.includes("The broker is")));
+  assert.ok(!t.lines.some((l) => l.includes("The broker is") || l.includes("Records are")));
 });
 
 Deno.test("every committed offset covers only chunks already synced to the journal or published", async () => {
