@@ -177,7 +177,6 @@ Deno.test("HashPump: a digest asked for while its file's last bytes are being ha
       const dropped: number[] = [];
       let asked: Promise<number> | undefined;
       let hashed = 0;
-      let pump: HashPump;
       const newHash = (): Sha512Stream => {
         const inner = createHash("sha512");
         const stream: Sha512Stream = {
@@ -197,7 +196,7 @@ Deno.test("HashPump: a digest asked for while its file's last bytes are being ha
         };
         return stream;
       };
-      pump = new HashPump(newHash, (_path, upTo) => dropped.push(upTo));
+      const pump = new HashPump(newHash, (_path, upTo) => dropped.push(upTo));
       pump.advance("f", path, length);
       while (!asked) await new Promise((resolve) => setTimeout(resolve, 1));
       assert.equal(await asked, length, `a digest asked ${ticks} steps after the last bytes`);
