@@ -577,6 +577,11 @@ const NEAR_LIMITS = [fetchBytesPerPartition(2, 2), 8 * MiB];
 /** Their limits while the broker is far away or records are large. */
 const LARGER_LIMITS = [4 * MiB + 32 * 1024, 16 * MiB];
 
+/** Fails unless a log line contains `text`. */
+function assertLogged(lines: string[], text: string): void {
+  assert.ok(lines.some((l) => l.includes(text)), `no log line has "${text}":\n${lines.join("\n")}`);
+}
+
 Deno.test("a broker far away (quick answers of 5 ms or more) doubles the fetch limits, and the log says so", async () => {
   await using t = await setup({ consumers: 2 });
   const [a, b] = t.kafka.consumers;
@@ -591,20 +596,14 @@ Deno.test("a broker far away (quick answers of 5 ms or more) doubles the fetch l
   const far = LARGER_LIMITS;
   assert.deepEqual(limits(a), far);
   assert.deepEqual(limits(b), far, "one measure for all the consumers of the process");
-  assert.ok(
-    t.lines.some((l) =>
-      l.includes(
-        "The broker is far away (its quickest answer took 21 ms): fetching up to 4.0 MiB per partition and 16.0 MiB per request",
-      )
-    ),
-    t.lines.join("\n"),
+  assertLogged(
+    t.lines,
+    "The broker is far away (its quickest answer took 21 ms): fetching up to 4.0 MiB per partition and 16.0 MiB per request",
   );
 
   b.emit(EVENTS.REQUEST, { apiName: "Heartbeat", duration: 1 });
   assert.deepEqual(limits(a), near);
-  assert.ok(
-    t.lines.some((l) => l.includes("The broker is near again (its quickest answer took 1 ms)")),
-  );
+  assertLogged(t.lines, "The broker is near again (its quickest answer took 1 ms)");
 });
 
 Deno.test("a consumer whose partitions all carry large records fetches twice as much, until one carries small records", async () => {
@@ -634,13 +633,9 @@ Deno.test("a consumer whose partitions all carry large records fetches twice as 
   await a.deliver(0, records(0, big.slice(0, 2)), undefined, 100);
   assert.deepEqual(limits(a), larger);
   assert.deepEqual(limits(b), near, "b's partition has shown no large records");
-  assert.ok(
-    t.lines.some((l) =>
-      l.includes(
-        "Records of partition 0 are large (512 KiB on average in its last batch): a consumer whose partitions all carry large records is fetching up to 4.0 MiB per partition and 16.0 MiB per request",
-      )
-    ),
-    t.lines.join("\n"),
+  assertLogged(
+    t.lines,
+    "Records of partition 0 are large (512 KiB on average in its last batch): a consumer whose partitions all carry large records is fetching up to 4.0 MiB per partition and 16.0 MiB per request",
   );
   // Small records on b's partition leave a's limits as they are.
   await b.deliver(1, records(0, small.slice(0, 20)), undefined, 100);
@@ -656,7 +651,7 @@ Deno.test("a consumer whose partitions all carry large records fetches twice as 
   assert.deepEqual(limits(a), larger);
   await a.deliver(0, records(4, small.slice(20)), undefined, 100);
   assert.deepEqual(limits(a), near);
-  assert.ok(t.lines.some((l) => l.includes("Records of partition 0 are small (4 KiB on average")));
+  assertLogged(t.lines, "Records of partition 0 are small (4 KiB on average");
   // Every file was rebuilt all the same.
   for (const chunk of [...big, ...small]) {
     assert.deepEqual(await Deno.readFile(join(t.out, chunk.filename)), chunk.data);
